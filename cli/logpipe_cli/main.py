@@ -1,0 +1,82 @@
+"""The `logpipe` command: local, Docker-free runs of the pipeline's functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from logpipe_cli.template_env import TemplateError, function_names, function_spec, load_template
+
+
+def _find_template(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    for directory in (Path.cwd(), *Path.cwd().parents):
+        candidate = directory / "template.yaml"
+        if candidate.exists():
+            return candidate
+    return Path("template.yaml")
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    from logpipe_cli.embedded_aws import EmbeddedAws  # noqa: PLC0415 - moto only when needed
+    from logpipe_cli.invoke import invoke  # noqa: PLC0415
+
+    template = _find_template(args.template)
+    event_path = Path(args.event)
+    try:
+        event = orjson.loads(event_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as error:
+        sys.stderr.write(f"logpipe invoke: cannot read event {event_path}: {error}\n")
+        return 2
+    with EmbeddedAws() as stack:
+        try:
+            spec = function_spec(template, args.function, stack.template_resources())
+        except TemplateError as error:
+            sys.stderr.write(f"logpipe invoke: {error}\n")
+            return 2
+        invocation = invoke(spec, event, echo=sys.stderr)
+    sys.stdout.write(orjson.dumps(invocation.result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from logpipe_cli.demo import main_demo  # noqa: PLC0415
+
+    return main_demo(_find_template(args.template), args.events)
+
+
+def _cmd_functions(args: argparse.Namespace) -> int:
+    for name in function_names(load_template(_find_template(args.template))):
+        sys.stdout.write(name + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help)."""
+    parser = argparse.ArgumentParser(prog="logpipe", description=__doc__)
+    parser.add_argument("--template", help="path to template.yaml (default: found from the current directory)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    invoke_parser = commands.add_parser("invoke", help="run a function's handler in-process (Docker-free sam local invoke)")
+    invoke_parser.add_argument("function", help="function name, e.g. ingest (its folder under functions/)")
+    invoke_parser.add_argument("--event", "-e", required=True, help="event JSON file, e.g. events/cwl-keycloak.json")
+    invoke_parser.set_defaults(run=_cmd_invoke)
+    demo_parser = commands.add_parser("demo", help="push a synthetic PACS workload through the pipeline locally")
+    demo_parser.add_argument("--events", type=int, default=20_000, help="how many log events to synthesize")
+    demo_parser.set_defaults(run=_cmd_demo)
+    functions_parser = commands.add_parser("functions", help="list the functions in template.yaml")
+    functions_parser.set_defaults(run=_cmd_functions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Ingest router: CloudWatch Logs subscription (or Kinesis) batches -> PACS metrics, sinks, parking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from logpipe.pipeline import IngestPipeline
+from logpipe.runtime import build_ingest_pipeline
+from logpipe.settings import Settings
+
+_pipeline: IngestPipeline | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:  # noqa: ARG001 - Lambda signature
+    """Route one subscription event; return the counts per kind and outcome."""
+    global _pipeline  # noqa: PLW0603 - one pipeline (clients, rules) per container, built on first use
+    if _pipeline is None:
+        _pipeline = build_ingest_pipeline(Settings.from_env())
+    return _pipeline.run(event).to_dict()

@@ -1,0 +1,181 @@
+"""Turn a decoded batch into records: scrub each event, reassemble split stack traces, parse.
+
+The awslogs driver writes every line of a stack trace as its own event. Those continuation lines
+are folded into the record they belong to, so one exception is one record (and one Sentry event),
+not one per line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from logpipe.decode import LogBatch, event_problem
+from logpipe.formats import parse_line
+from logpipe.loggroups import parse_log_group
+from logpipe.records import Level, LogRecord, StreamContext
+
+_ALWAYS_CONTINUES = (
+    "Traceback (most recent call last)",
+    "Caused by: ",
+    "Suppressed: ",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+    "Exception in thread ",
+)
+# The last line of a Python traceback (``ValueError: x``, ``psycopg.errors.UniqueViolation: y``).
+_PYTHON_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?::\s.*)?\Z", re.DOTALL)
+# The first line of a Java trace (``java.lang.NullPointerException: msg``).
+_JAVA_EXCEPTION_LINE = re.compile(r"(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::\s.*)?\Z", re.DOTALL)
+_POSTGRES_CONTINUATION = re.compile(r"[^\n]*?:\[\d+\]:(?P<severity>DETAIL|HINT|STATEMENT|CONTEXT|QUERY|LOCATION):\s+(?P<text>.*)\Z", re.DOTALL)
+
+Scrub = Callable[[str], str]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One record in the making: a head event and its continuation lines."""
+
+    event: dict[str, Any]
+    message: str
+    continuation: list[str] = field(default_factory=list)
+    postgres_extra: dict[str, str] | None = None
+    in_trace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BadEvent:
+    """A log event that lacks id, timestamp or message; parked whole, never dropped."""
+
+    event: object
+    problem: str
+
+
+def stream_context(batch: LogBatch, region: str, default_environment: str) -> StreamContext:
+    """Build the per-batch context every record of the batch shares."""
+    info = parse_log_group(batch.log_group)
+    return StreamContext(
+        log_group=batch.log_group,
+        log_stream=batch.log_stream,
+        owner=batch.owner,
+        region=region,
+        platform=info.platform,
+        service=info.service,
+        log_type=info.log_type,
+        default_environment=default_environment,
+    )
+
+
+def _continues(message: str, unit: _Unit) -> bool:
+    """Whether ``message`` is a continuation line of the trace being built in ``unit``."""
+    first = message[:1]
+    if first in {" ", "\t"}:
+        return True
+    if not message.strip():
+        # Blank lines separate chained Python exceptions; they belong to a trace already started.
+        return unit.in_trace or bool(unit.continuation)
+    if message.startswith(_ALWAYS_CONTINUES):
+        return True
+    if unit.in_trace:
+        return _PYTHON_EXCEPTION_LINE.match(message) is not None or message.startswith("...")
+    if first.islower() and not unit.continuation:
+        return _JAVA_EXCEPTION_LINE.match(message) is not None and _head_is_problem(unit.message)
+    return False
+
+
+def _head_is_problem(message: str) -> bool:
+    head = message[:120]
+    return "ERROR" in head or "WARN" in head or "SEVERE" in head or "FATAL" in head or "Exception" in head
+
+
+def _ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Subscription batches are almost always in order; only sort when they are not.
+    previous = -1
+    for event in events:
+        timestamp = event["timestamp"]
+        if timestamp < previous:
+            return sorted(events, key=lambda item: (item["timestamp"], item["id"]))
+        previous = timestamp
+    return events
+
+
+def _units(events: list[dict[str, Any]], scrub: Scrub | None, postgres: bool) -> Iterator[_Unit]:
+    unit: _Unit | None = None
+    for event in events:
+        message: str = event["message"]
+        if scrub is not None:
+            message = scrub(message)
+        if unit is not None:
+            if postgres and ":[" in message[:120]:
+                extra = _POSTGRES_CONTINUATION.match(message)
+                if extra is not None:
+                    if unit.postgres_extra is None:
+                        unit.postgres_extra = {}
+                    unit.postgres_extra[extra.group("severity").lower()] = extra.group("text")
+                    continue
+            elif _continues(message, unit):
+                unit.continuation.append(message)
+                unit.in_trace = message[:1] in {" ", "\t"} or message.startswith("Traceback")
+                continue
+            yield unit
+        if message.endswith("\n"):
+            message = message.rstrip("\n")
+        unit = _Unit(event, message, in_trace=message.startswith("Traceback"))
+    if unit is not None:
+        yield unit
+
+
+def assemble_records(
+    batch: LogBatch,
+    context: StreamContext,
+    scrub: Scrub | None,
+) -> tuple[list[LogRecord], list[BadEvent]]:
+    """Parse every event of a batch into records; return the records and the unusable events."""
+    good: list[dict[str, Any]] = []
+    bad: list[BadEvent] = []
+    for event in batch.events:
+        problem = event_problem(event)
+        if problem is None:
+            good.append(event)
+        else:
+            bad.append(BadEvent(event, problem))
+    records = [
+        _record(unit, context) for unit in _units(_ordered(good), scrub, postgres=context.platform == "rds")
+    ]
+    return records, bad
+
+
+def _record(unit: _Unit, context: StreamContext) -> LogRecord:
+    event = unit.event
+    extracted = event.get("extractedFields")
+    parsed = parse_line(unit.message, extracted if isinstance(extracted, Mapping) else None)
+    exception = parsed.exception
+    raw = unit.message
+    fields = parsed.fields
+    if unit.continuation:
+        trace = "\n".join(line.rstrip("\n") for line in unit.continuation)
+        raw = f"{unit.message}\n{trace}"
+        exception = trace if exception is None else f"{exception}\n{trace}"
+    if unit.postgres_extra is not None:
+        fields = {**fields, **unit.postgres_extra}
+    level = parsed.level
+    if level is None:
+        level = Level.ERROR if exception is not None else Level.INFO
+    return LogRecord(
+        event["timestamp"],
+        level,
+        parsed.message,
+        context.service,
+        parsed.environment or context.default_environment,
+        parsed.request_id,
+        fields,
+        exception,
+        event["id"],
+        context,
+        parsed.format,
+        parsed.logger,
+        raw,
+        1 + len(unit.continuation) + (0 if unit.postgres_extra is None else len(unit.postgres_extra)),
+    )

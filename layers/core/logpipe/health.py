@@ -1,0 +1,53 @@
+"""The pipeline's own health, published with Powertools Metrics in its own namespace.
+
+Kept apart from the PACS metrics: these describe the pipeline (events in, records per kind,
+malformed input, parked items), not the services whose logs it reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Metrics
+
+DEFAULT_NAMESPACE = "LogPipe"
+
+# Summary counter name -> published metric name. Only these are published; the summary may hold more.
+HEALTH_METRICS: dict[str, str] = {
+    "payloads": "PayloadsIn",
+    "events_in": "EventsIn",
+    "records.error": "RecordsError",
+    "records.llm": "RecordsLlm",
+    "records.other": "RecordsOther",
+    "control_messages": "ControlMessagesSkipped",
+    "malformed_payloads": "MalformedPayloads",
+    "malformed_events": "MalformedEvents",
+    "processing_errors": "ProcessingErrors",
+    "parked": "ParkedMessages",
+    "metric_bad_values": "MetricValueErrors",
+    "metric_out_of_window": "MetricPointsOutOfWindow",
+    "emf_documents": "EmfDocuments",
+}
+
+
+class HealthMetrics:
+    """Publishes a run's counters as EMF through Powertools Metrics (one document per invocation)."""
+
+    def __init__(self, environment: str, namespace: str | None = None, service: str | None = None) -> None:
+        """Create the Powertools Metrics instance with an Environment default dimension."""
+        from aws_lambda_powertools import Metrics  # noqa: PLC0415 - keep tests of the core free of it
+
+        self._metrics: Metrics = Metrics(namespace=namespace, service=service)
+        if not self._metrics.namespace:
+            self._metrics.namespace = DEFAULT_NAMESPACE
+        self._metrics.set_default_dimensions(Environment=environment)
+
+    def publish(self, counters: Counter[str]) -> None:
+        """Add every known counter (zeros included, so dashboards show a flat line, not a gap) and flush."""
+        from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415 - already imported above
+
+        for key, metric_name in HEALTH_METRICS.items():
+            self._metrics.add_metric(name=metric_name, unit=MetricUnit.Count, value=counters.get(key, 0))
+        self._metrics.flush_metrics()

@@ -1,0 +1,212 @@
+"""Parking: where anything the pipeline could not process goes, so nothing is lost.
+
+Parked items are already scrubbed. The SQS implementation splits bodies that exceed the queue's
+message size into numbered parts (sharing the item's id) instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+# SQS accepts 256 KiB per message (body plus attributes); stay well below for the envelope.
+DEFAULT_MAX_BODY_BYTES = 200 * 1024
+_SQS_BATCH_SIZE = 10
+_SQS_BATCH_BYTES = 250 * 1024
+
+
+class ParkReason(StrEnum):
+    """Why an item was parked."""
+
+    MALFORMED_PAYLOAD = "malformed_payload"
+    MALFORMED_EVENT = "malformed_event"
+    PROCESSING_ERROR = "processing_error"
+    SINK_RETRY = "sink_retry"
+
+
+class ParkingError(RuntimeError):
+    """Parking itself failed; the only case where the invocation must fail so Lambda retries it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedItem:
+    """One thing set aside for later: its reason, detail, scrubbed body and origin."""
+
+    reason: ParkReason
+    detail: str
+    body: str
+    item_id: str
+    log_group: str = ""
+    log_stream: str = ""
+    source: str = ""
+    not_before: float | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def to_message(self, part: int = 1, parts: int = 1, body: str | None = None) -> bytes:
+        """The JSON document stored in the queue."""
+        return orjson.dumps(
+            {
+                "version": 1,
+                "reason": self.reason.value,
+                "detail": self.detail,
+                "item_id": self.item_id,
+                "part": part,
+                "parts": parts,
+                "log_group": self.log_group,
+                "log_stream": self.log_stream,
+                "source": self.source,
+                "not_before": self.not_before,
+                "attributes": self.attributes,
+                "body": self.body if body is None else body,
+            },
+        )
+
+
+def item_id_for(*parts: str) -> str:
+    """Deterministic id for a parked item, so re-parking the same input is recognisable."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "backslashreplace"))
+    return digest.hexdigest()[:32]
+
+
+class ParkingLot(Protocol):
+    """Somewhere to put items the pipeline could not process."""
+
+    def park(self, item: ParkedItem) -> None:
+        """Queue one item; it may be buffered until ``flush``."""
+        ...
+
+    def flush(self) -> int:
+        """Write everything buffered; return how many items were written. Raise ``ParkingError``."""
+        ...
+
+
+class MemoryParkingLot:
+    """An in-memory parking lot for unit tests and dry runs."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.items: list[ParkedItem] = []
+        self.flushed: list[ParkedItem] = []
+
+    def park(self, item: ParkedItem) -> None:
+        """Buffer one item."""
+        self.items.append(item)
+
+    def flush(self) -> int:
+        """Move buffered items to ``flushed``."""
+        count = len(self.items)
+        self.flushed.extend(self.items)
+        self.items.clear()
+        return count
+
+
+def split_body(body: str, max_bytes: int) -> list[str]:
+    """Split text into chunks whose UTF-8 encoding fits ``max_bytes``, never inside a character."""
+    encoded = body.encode("utf-8", "backslashreplace")
+    if len(encoded) <= max_bytes:
+        return [body]
+    chunks: list[str] = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + max_bytes, len(encoded))
+        # Back off to a UTF-8 boundary: continuation bytes look like 0b10xxxxxx.
+        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:  # noqa: PLR2004 - UTF-8 bit masks
+            end -= 1
+        chunks.append(encoded[start:end].decode("utf-8"))
+        start = end
+    return chunks
+
+
+def _batches(entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> list[list[SendMessageBatchRequestEntryTypeDef]]:
+    """Group entries into SQS batches: at most ten messages and 256 KiB in all."""
+    batches: list[list[SendMessageBatchRequestEntryTypeDef]] = []
+    current: list[SendMessageBatchRequestEntryTypeDef] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry["MessageBody"].encode()) + 512  # attributes and their names
+        if current and (len(current) == _SQS_BATCH_SIZE or size + entry_size > _SQS_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+class SqsParkingLot:
+    """Parks items on an SQS queue in batches of ten; the client is created on first use."""
+
+    def __init__(self, queue_url: str, client: SQSClient | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        """Remember the queue; no AWS call happens until ``flush``."""
+        self.queue_url = queue_url
+        self._client = client
+        self._max_body_bytes = max_body_bytes
+        self._pending: list[ParkedItem] = []
+        self.messages_sent = 0
+
+    def _sqs(self) -> SQSClient:
+        if self._client is None:
+            import boto3  # noqa: PLC0415 - boto3 costs 200-500 ms; only the parking path needs it
+
+            self._client = boto3.client("sqs")
+        return self._client
+
+    def park(self, item: ParkedItem) -> None:
+        """Buffer one item until ``flush``."""
+        self._pending.append(item)
+
+    def flush(self) -> int:
+        """Send every buffered item; return how many; raise ``ParkingError`` if any could not be stored."""
+        if not self._pending:
+            return 0
+        item_count = len(self._pending)
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
+        for item in self._pending:
+            chunks = split_body(item.body, self._max_body_bytes)
+            for index, chunk in enumerate(chunks, start=1):
+                attributes: dict[str, Any] = {
+                    "reason": {"DataType": "String", "StringValue": item.reason.value},
+                    "item_id": {"DataType": "String", "StringValue": item.item_id},
+                }
+                entries.append(
+                    {
+                        "Id": str(len(entries)),
+                        "MessageBody": item.to_message(index, len(chunks), chunk).decode(),
+                        "MessageAttributes": attributes,
+                    },
+                )
+        self._pending.clear()
+        self._send(entries)
+        self.messages_sent += len(entries)
+        return item_count
+
+    def _send(self, entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> None:
+        client = self._sqs()
+        for chunk in _batches(entries):
+            try:
+                response = client.send_message_batch(QueueUrl=self.queue_url, Entries=chunk)
+            except Exception as error:  # botocore raises many unrelated types; all mean "not parked"
+                msg = f"could not park {len(chunk)} messages: {type(error).__name__}"
+                raise ParkingError(msg) from error
+            failed = response.get("Failed", [])
+            if failed:
+                retry = [entry for entry in chunk if entry["Id"] in {failure["Id"] for failure in failed}]
+                try:
+                    retried = client.send_message_batch(QueueUrl=self.queue_url, Entries=retry)
+                except Exception as error:
+                    msg = f"could not park {len(retry)} messages on retry: {type(error).__name__}"
+                    raise ParkingError(msg) from error
+                if retried.get("Failed"):
+                    codes = sorted({failure["Code"] for failure in retried["Failed"]})
+                    msg = f"SQS refused {len(retried['Failed'])} parked messages: {codes}"
+                    raise ParkingError(msg)

@@ -1,0 +1,247 @@
+"""The ingest pipeline: decode -> assemble (scrub, reassemble, parse) -> classify -> metrics -> sinks -> park.
+
+Order matters for retries: everything that can fail is done before the first externally visible
+side effect (EMF on stdout), so the one failure that must fail the invocation -- the parking queue
+being unreachable -- happens while a Lambda retry can still redo the batch cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from logpipe.assemble import assemble_records, stream_context
+from logpipe.classify import RecordKind, classify
+from logpipe.decode import LogBatch, MalformedPayloadError, decode_payload, iter_payloads
+from logpipe.metrics import MetricAggregator, MetricRuleSet
+from logpipe.parking import ParkedItem, ParkingLot, ParkReason, item_id_for
+from logpipe.records import LogRecord
+from logpipe.settings import Settings
+from logpipe.sinks import DeliveryOutcome, Sink
+
+Scrub = Callable[[str], str]
+
+
+class HealthPublisher(Protocol):
+    """Where the run's own counters go (Powertools Metrics in Lambda, nothing in unit tests)."""
+
+    def publish(self, counters: Counter[str]) -> None:
+        """Publish the counters of one run."""
+        ...
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """What one invocation did: counts per kind and outcome, and the PACS metric totals."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    metric_samples: dict[str, int] = field(default_factory=dict)
+    records_by_kind: dict[RecordKind, list[LogRecord]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready summary the handler returns."""
+        counters = self.counters
+        return {
+            "payloads": counters["payloads"],
+            "events_in": counters["events_in"],
+            "records": {kind.value: counters[f"records.{kind.value}"] for kind in RecordKind},
+            "control_messages": counters["control_messages"],
+            "malformed": {
+                "payloads": counters["malformed_payloads"],
+                "events": counters["malformed_events"],
+                "processing_errors": counters["processing_errors"],
+                "by_kind": {
+                    key.removeprefix("malformed."): value
+                    for key, value in sorted(counters.items())
+                    if key.startswith("malformed.")
+                },
+            },
+            "parked": counters["parked"],
+            "deliveries": {
+                key.removeprefix("delivery."): value
+                for key, value in sorted(counters.items())
+                if key.startswith("delivery.")
+            },
+            "metrics": {
+                name: {"sum": self.metric_sums[name], "samples": self.metric_samples[name]}
+                for name in sorted(self.metric_sums)
+            },
+            "emf_documents": counters["emf_documents"],
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def _stdout_writer(line: bytes) -> None:
+    sys.stdout.write(line.decode())
+
+
+class IngestPipeline:
+    """Routes CloudWatch Logs subscription events; one instance is reused across invocations."""
+
+    def __init__(  # noqa: PLR0913 - explicit dependencies beat hidden globals
+        self,
+        settings: Settings,
+        *,
+        rules: MetricRuleSet,
+        parking: ParkingLot,
+        scrub: Scrub | None,
+        sinks: Sequence[Sink] = (),
+        health: HealthPublisher | None = None,
+        emf_writer: Callable[[bytes], object] = _stdout_writer,
+        logger: logging.Logger | Any | None = None,  # noqa: ANN401 - stdlib or Powertools logger
+        clock: Callable[[], float] = time.time,
+        keep_records: bool = False,
+    ) -> None:
+        """Wire the pipeline; nothing here touches the network."""
+        self.settings = settings
+        self.rules = rules
+        self.parking = parking
+        self.scrub = scrub if settings.scrub_enabled else None
+        self.sinks = tuple(sinks)
+        self.health = health
+        self.emf_writer = emf_writer
+        self.logger = logger if logger is not None else logging.getLogger("logpipe")
+        self.clock = clock
+        self.keep_records = keep_records
+        self._wanted = frozenset(sink.kind for sink in self.sinks)
+
+    def run(self, event: Mapping[str, Any]) -> IngestSummary:
+        """Process one Lambda event (direct subscription or Kinesis) end to end."""
+        started = time.perf_counter()
+        summary = IngestSummary()
+        counters = summary.counters
+        aggregator = MetricAggregator(self.rules)
+        by_kind: dict[RecordKind, list[LogRecord]] = {kind: [] for kind in RecordKind}
+        for payload in iter_payloads(event):
+            counters["payloads"] += 1
+            try:
+                batch = decode_payload(payload)
+            except MalformedPayloadError as error:
+                self._park_malformed_payload(error, payload.source, counters)
+                continue
+            if batch.is_control:
+                counters["control_messages"] += 1
+                continue
+            counters["events_in"] += len(batch.events)
+            try:
+                self._process_batch(batch, aggregator, by_kind, counters)
+            except Exception as error:  # a parser bug must cost one batch's routing, never its data
+                self._park_unprocessable_batch(batch, error, counters)
+        self._deliver(by_kind, counters)
+        counters["parked"] += self.parking.flush()
+        if self.settings.metrics_enabled:
+            counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
+        counters["metric_bad_values"] += aggregator.totals.bad_values
+        counters["metric_out_of_window"] += aggregator.totals.out_of_window
+        summary.metric_sums = dict(aggregator.totals.sums)
+        summary.metric_samples = dict(aggregator.totals.samples)
+        if self.keep_records:
+            summary.records_by_kind = by_kind
+        if self.health is not None:
+            self.health.publish(counters)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _process_batch(
+        self,
+        batch: LogBatch,
+        aggregator: MetricAggregator,
+        by_kind: dict[RecordKind, list[LogRecord]],
+        counters: Counter[str],
+    ) -> None:
+        context = stream_context(batch, self.settings.region, self.settings.environment)
+        records, bad_events = assemble_records(batch, context, self.scrub)
+        for bad in bad_events:
+            counters["malformed_events"] += 1
+            body = orjson.dumps(bad.event, default=str).decode()
+            self.parking.park(
+                ParkedItem(
+                    reason=ParkReason.MALFORMED_EVENT,
+                    detail=bad.problem,
+                    body=self.scrub(body) if self.scrub else body,
+                    item_id=item_id_for(batch.payload_id, body),
+                    log_group=batch.log_group,
+                    log_stream=batch.log_stream,
+                    source=batch.source,
+                ),
+            )
+            self.logger.error("Malformed log event parked", extra={"problem": bad.problem, "log_group": batch.log_group})
+        wanted = self._wanted
+        keep = self.keep_records
+        observe = aggregator.observe
+        kind_counts: Counter[RecordKind] = Counter()
+        for record in records:
+            kind = classify(record)
+            kind_counts[kind] += 1
+            if keep or kind in wanted:
+                by_kind[kind].append(record)
+            observe(record)
+        for kind, count in kind_counts.items():
+            counters[f"records.{kind.value}"] += count
+
+    def _deliver(self, by_kind: Mapping[RecordKind, list[LogRecord]], counters: Counter[str]) -> None:
+        for sink in self.sinks:
+            records = by_kind[sink.kind]
+            if not records:
+                continue
+            for delivery in sink.send(records):
+                counters[f"delivery.{sink.name}.{delivery.outcome.value}"] += 1
+                if delivery.outcome is DeliveryOutcome.PARKED:
+                    counters["parked_by_sinks"] += 1
+            sink.flush()
+
+    def _park_malformed_payload(self, error: MalformedPayloadError, source: str, counters: Counter[str]) -> None:
+        counters["malformed_payloads"] += 1
+        counters[f"malformed.{error.kind.value}"] += 1
+        body = self.scrub(error.salvage) if self.scrub else error.salvage
+        self.parking.park(
+            ParkedItem(
+                reason=ParkReason.MALFORMED_PAYLOAD,
+                detail=f"{error.kind.value}: {error.detail}",
+                body=body,
+                item_id=error.payload_id,
+                source=source,
+            ),
+        )
+        # Only the kind, the id and sizes are logged: the payload itself may hold PII.
+        self.logger.error(
+            "Malformed subscription payload parked",
+            extra={"kind": error.kind.value, "detail": error.detail, "payload_id": error.payload_id, "source": source},
+        )
+
+    def _park_unprocessable_batch(self, batch: LogBatch, error: Exception, counters: Counter[str]) -> None:
+        counters["processing_errors"] += 1
+        events = []
+        for event in batch.events:
+            message = event.get("message") if isinstance(event, dict) else None
+            if isinstance(message, str) and self.scrub is not None:
+                event = {**event, "message": self.scrub(message)}  # noqa: PLW2901 - scrubbed copy, error path only
+            events.append(event)
+        body = orjson.dumps(
+            {"logGroup": batch.log_group, "logStream": batch.log_stream, "owner": batch.owner, "logEvents": events},
+            default=str,
+        ).decode()
+        self.parking.park(
+            ParkedItem(
+                reason=ParkReason.PROCESSING_ERROR,
+                detail=f"processing_error: {type(error).__name__}",
+                body=body,
+                item_id=batch.payload_id,
+                log_group=batch.log_group,
+                log_stream=batch.log_stream,
+                source=batch.source,
+            ),
+        )
+        self.logger.exception(
+            "Batch could not be processed and was parked",
+            extra={"log_group": batch.log_group, "payload_id": batch.payload_id, "error": type(error).__name__},
+        )

@@ -1,0 +1,44 @@
+"""The one small Protocol every destination implements (Sentry, Langfuse, ... in later routes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from logpipe.classify import RecordKind
+from logpipe.records import LogRecord
+
+
+class DeliveryOutcome(StrEnum):
+    """What happened to one record at one sink."""
+
+    DELIVERED = "delivered"
+    PARKED = "parked"
+    DEAD_LETTERED = "dead_lettered"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One record's outcome at a sink, with the reason when it was not delivered."""
+
+    event_id: str
+    outcome: DeliveryOutcome
+    reason: str | None = None
+
+
+class Sink(Protocol):
+    """A destination for one kind of record; it must confirm every record's outcome."""
+
+    name: str
+    kind: RecordKind
+
+    def send(self, records: Sequence[LogRecord]) -> Sequence[Delivery]:
+        """Deliver records (or decide to park them) and report one outcome per record."""
+        ...
+
+    def flush(self) -> None:
+        """Finish any outstanding work before the invocation returns."""
+        ...

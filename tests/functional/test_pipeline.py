@@ -1,0 +1,183 @@
+"""The whole ingest path on real subscription payloads, with in-memory parking and a fake sink."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from payloads import data_message, encode, subscription_event
+
+from logpipe.classify import RecordKind
+from logpipe.metrics import load_metric_rules, summarize
+from logpipe.parking import MemoryParkingLot, ParkReason
+from logpipe.pipeline import IngestPipeline, IngestSummary
+from logpipe.records import LogRecord
+from logpipe.settings import Settings
+from logpipe.sinks import Delivery, DeliveryOutcome
+
+pytestmark = pytest.mark.functional
+
+NOW_MS = 1_795_300_000_000
+
+
+class RecordingSink:
+    """A fake sink that accepts everything of one kind and remembers it."""
+
+    def __init__(self, kind: RecordKind) -> None:
+        self.name = f"fake-{kind.value}"
+        self.kind = kind
+        self.received: list[LogRecord] = []
+        self.flushes = 0
+
+    def send(self, records: Sequence[LogRecord]) -> Sequence[Delivery]:
+        self.received.extend(records)
+        return [Delivery(record.event_id, DeliveryOutcome.DELIVERED) for record in records]
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+class Harness:
+    def __init__(self, *, scrub: bool = True) -> None:
+        self.parking = MemoryParkingLot()
+        self.emf: list[dict[str, Any]] = []
+        self.errors = RecordingSink(RecordKind.ERROR)
+        self.llm = RecordingSink(RecordKind.LLM)
+        self.pipeline = IngestPipeline(
+            Settings(environment="prod", scrub_enabled=scrub),
+            rules=load_metric_rules(),
+            parking=self.parking,
+            scrub=lambda text: text.replace("hong@example.com", "[REDACTED:email]"),
+            sinks=[self.errors, self.llm],
+            emf_writer=lambda line: self.emf.append(json.loads(line)),
+            clock=lambda: NOW_MS / 1000,
+        )
+
+    def run(self, event: dict[str, Any]) -> IngestSummary:
+        return self.pipeline.run(event)
+
+
+APPLICATION = [
+    '{"level":"INFO","message":"Request completed","duration":120,"request_id":"a"}',
+    '2026-11-22T01:02:03.456Z r1 INFO "Request completed" 6200',
+    "2026-11-22 01:02:03,456 INFO [pacs.dicom] request_id=r2 DICOM processed study_uid=1.2.840.113619.2.55.3.6046",
+    "2026-11-22 01:02:03,456 ERROR [pacs.api] request_id=r3 Unhandled exception for hong@example.com",
+    "Traceback (most recent call last):",
+    '  File "/app/pacs/api/views.py", line 120, in get_study',
+    "ValueError: study not found",
+    '{"level":"INFO","event":"llm_call","model":"gpt-4o-mini","prompt_tokens":10,"completion_tokens":5}',
+]
+
+
+def test_records_are_classified_routed_and_measured() -> None:
+    harness = Harness()
+    summary = harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
+    result = summary.to_dict()
+    assert result["events_in"] == 8
+    assert result["records"] == {"error": 1, "llm": 1, "other": 3}
+    assert result["parked"] == 0
+    assert [record.message for record in harness.errors.received] == ["Unhandled exception for [REDACTED:email]"]
+    assert len(harness.llm.received) == 1
+    assert harness.errors.flushes == 1
+    assert result["deliveries"] == {"fake-error.delivered": 1, "fake-llm.delivered": 1}
+    totals = summarize(harness.emf)
+    assert totals["PACSBackendErrors"] == {"sum": 1.0, "values": 1}
+    assert totals["PACSBackendResponseTime"] == {"sum": 6320.0, "values": 2}
+    assert totals["DICOMProcessed"] == {"sum": 1.0, "values": 1}
+    assert result["emf_documents"] == len(harness.emf)
+
+
+def test_control_messages_are_skipped_and_counted() -> None:
+    harness = Harness()
+    control = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "", "subscriptionFilters": [],
+               "logEvents": [{"id": "", "timestamp": NOW_MS, "message": "CWL CONTROL MESSAGE: Checking health of destination"}]}
+    result = harness.run(subscription_event(control)).to_dict()
+    assert result["control_messages"] == 1
+    assert result["events_in"] == 0
+    assert harness.emf == []
+    assert harness.parking.flushed == []
+
+
+MALFORMED = {
+    "bad_base64": "%%%not base64%%%",
+    "not_gzip": base64.b64encode(b"hello hong@example.com").decode(),
+    "truncated_gzip": base64.b64encode(gzip.compress(b'{"messageType":"DATA_MESSAGE","x":"hong@example.com"}' * 100)[:60]).decode(),
+    "not_json": base64.b64encode(gzip.compress(b"hong@example.com is not json")).decode(),
+    "invalid_utf8": base64.b64encode(gzip.compress(b'{"messageType":"DATA_MESSAGE","m":"\xff hong@example.com"}')).decode(),
+    "wrong_shape": encode({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/g", "note": "hong@example.com"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_malformed_payloads_are_counted_parked_scrubbed_and_never_raise(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness()
+    result = harness.run({"awslogs": {"data": MALFORMED[kind]}}).to_dict()
+    assert result["malformed"]["payloads"] == 1
+    assert result["malformed"]["by_kind"] == {kind: 1}
+    assert result["parked"] == 1
+    [item] = harness.parking.flushed
+    assert item.reason is ParkReason.MALFORMED_PAYLOAD
+    assert item.detail.startswith(kind)
+    assert "hong@example.com" not in item.body
+    assert "Malformed subscription payload parked" in caplog.text
+    assert "hong@example.com" not in caplog.text
+
+
+def test_one_bad_kinesis_record_does_not_stop_the_others() -> None:
+    harness = Harness()
+    good = encode(data_message("/aws/ecs/pacs-backend/application", APPLICATION[:2], start_ms=NOW_MS))
+    event = {"Records": [{"kinesis": {"data": "%%%"}, "eventID": "shard:1"}, {"kinesis": {"data": good}, "eventID": "shard:2"}]}
+    result = harness.run(event).to_dict()
+    assert result["payloads"] == 2
+    assert result["malformed"]["payloads"] == 1
+    assert result["events_in"] == 2
+    assert harness.parking.flushed[0].source == "shard:1"
+
+
+def test_malformed_events_inside_a_good_batch_are_parked_alone() -> None:
+    harness = Harness()
+    document = data_message("/aws/ecs/pacs-backend/application", APPLICATION[:2], start_ms=NOW_MS)
+    document["logEvents"].append({"id": "9".zfill(56), "message": "no timestamp for hong@example.com"})
+    result = harness.run(subscription_event(document)).to_dict()
+    assert result["records"]["other"] == 2
+    assert result["malformed"]["events"] == 1
+    [item] = harness.parking.flushed
+    assert item.reason is ParkReason.MALFORMED_EVENT
+    assert "[REDACTED:email]" in item.body
+
+
+def test_a_parser_bug_parks_the_batch_instead_of_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = Harness()
+
+    def explode(*_: object) -> None:
+        msg = "boom"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr("logpipe.pipeline.classify", explode)
+    result = harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))).to_dict()
+    assert result["malformed"]["processing_errors"] == 1
+    [item] = harness.parking.flushed
+    assert item.reason is ParkReason.PROCESSING_ERROR
+    assert json.loads(item.body)["logEvents"][3]["message"].endswith("[REDACTED:email]")
+    assert len(json.loads(item.body)["logEvents"]) == len(APPLICATION)
+
+
+def test_every_event_is_accounted_for() -> None:
+    harness = Harness()
+    document = data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)
+    document["logEvents"].append({"id": "x", "timestamp": "bad", "message": "m"})
+    result = harness.run(subscription_event(document)).to_dict()
+    record_lines = sum(record.line_count for records in (harness.errors.received, harness.llm.received) for record in records)
+    other_lines = result["records"]["other"]  # each "other" record here is one line
+    assert record_lines + other_lines + result["malformed"]["events"] == result["events_in"]
+
+
+def test_metrics_can_be_switched_off() -> None:
+    harness = Harness()
+    harness.pipeline.settings = Settings(environment="prod", metrics_enabled=False)
+    harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
+    assert harness.emf == []

@@ -1,0 +1,45 @@
+"""Builders for CloudWatch Logs subscription payloads used across the test suite."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+OWNER = "123456789012"
+
+
+def encode(document: object) -> str:
+    """base64(gzip(json)) exactly as CloudWatch Logs delivers it."""
+    return base64.b64encode(gzip.compress(orjson.dumps(document))).decode()
+
+
+def data_message(
+    log_group: str,
+    messages: Sequence[str],
+    *,
+    start_ms: int = 1_795_300_000_000,
+    log_stream: str = "ecs/app/0123456789abcdef",
+    step_ms: int = 1,
+    first_id: int = 0,
+) -> dict[str, Any]:
+    """A decoded DATA_MESSAGE with one event per message, ids and timestamps increasing."""
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": OWNER,
+        "logGroup": log_group,
+        "logStream": log_stream,
+        "subscriptionFilters": ["logpipe-ingest"],
+        "logEvents": [
+            {"id": str(first_id + index).zfill(56), "timestamp": start_ms + index * step_ms, "message": message}
+            for index, message in enumerate(messages)
+        ],
+    }
+
+
+def subscription_event(document: object) -> dict[str, Any]:
+    """The Lambda event for one encoded subscription payload."""
+    return {"awslogs": {"data": encode(document)}}

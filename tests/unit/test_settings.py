@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from logpipe.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.environment == "dev"
+    assert settings.scrub_enabled
+    assert settings.metrics_enabled
+    assert settings.parking_queue_url is None
+    assert not settings.in_lambda
+
+
+def test_reads_every_variable() -> None:
+    settings = Settings.from_env(
+        {
+            "LOGPIPE_ENVIRONMENT": "prod",
+            "AWS_REGION": "us-west-2",
+            "LOGPIPE_PARKING_QUEUE_URL": "https://sqs/q",
+            "LOGPIPE_METRIC_RULES": "/opt/rules.json",
+            "LOGPIPE_SCRUB_RULES": "/opt/scrub.json",
+            "LOGPIPE_SCRUB_ENABLED": "no",
+            "LOGPIPE_METRICS_ENABLED": "0",
+        },
+    )
+    assert settings == Settings(
+        environment="prod",
+        region="us-west-2",
+        parking_queue_url="https://sqs/q",
+        metric_rules_path="/opt/rules.json",
+        scrub_rules_path="/opt/scrub.json",
+        scrub_enabled=False,
+        metrics_enabled=False,
+        in_lambda=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOGPIPE_ENVIRONMENT": "production"}, "LOGPIPE_ENVIRONMENT must be one of"),
+        ({"LOGPIPE_SCRUB_ENABLED": "maybe"}, "LOGPIPE_SCRUB_ENABLED must be one of"),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "ingest"}, "LOGPIPE_PARKING_QUEUE_URL is required"),
+    ],
+)
+def test_invalid_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.environment = "prod"  # type: ignore[misc]
