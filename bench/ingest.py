@@ -30,17 +30,26 @@ from logpipe_cli.workload import kinesis_event, synthesize_workload
 TARGET_RATIO = 0.5
 
 
-def floor_pass(event: dict[str, Any]) -> int:
-    """Decode every payload and orjson-parse the envelope and each JSON message; nothing else."""
+def floor_pass(event: dict[str, Any], *, json_lines_only: bool = False) -> int:
+    """Decode every payload and orjson-parse the envelope and each message (BRIEF's floor); nothing else.
+
+    With ``json_lines_only`` only messages that start with ``{`` are parsed: a stricter floor,
+    printed for reference because text lines make the BRIEF's floor pay for failed parses.
+    """
     events = 0
+    loads = orjson.loads
     for record in event["Records"]:
         raw = _inflate_module.decompress(base64.b64decode(record["kinesis"]["data"]), 31)
-        document = orjson.loads(raw)
+        document = loads(raw)
         for log_event in document["logEvents"]:
             message = log_event["message"]
-            if message[:1] == "{":
-                orjson.loads(message)
             events += 1
+            if json_lines_only and message[:1] != "{":
+                continue
+            try:
+                loads(message)
+            except orjson.JSONDecodeError:
+                pass
     return events
 
 
@@ -78,9 +87,10 @@ def main() -> None:
     assert summary["events_in"] == total, summary
     assert floor_pass(event) == total
 
-    floor = full = float("inf")
-    for _ in range(args.repeat):  # interleave so both see the same machine conditions
+    floor = strict = full = float("inf")
+    for _ in range(args.repeat):  # interleave so all three see the same machine conditions
         floor = min(floor, best_of(1, lambda: floor_pass(event)))
+        strict = min(strict, best_of(1, lambda: floor_pass(event, json_lines_only=True)))
         full = min(full, best_of(1, lambda: pipeline.run(event)))
     floor_rate = total / floor
     full_rate = total / full
@@ -88,6 +98,7 @@ def main() -> None:
     print(f"batch: {total:,} events in {len(streams)} streams, scrubbing on, {len(emf_lines)} EMF documents")
     print(f"records: {summary['records']}  metrics: {sorted(summary['metrics'])}")
     print(f"floor (base64+gzip+orjson) : {floor_rate:>10,.0f} events/s  ({floor * 1000:.1f} ms)")
+    print(f"  stricter floor, JSON only : {total / strict:>10,.0f} events/s  (ratio to it {full_rate / (total / strict):.2f})")
     print(f"full ingest path           : {full_rate:>10,.0f} events/s  ({full * 1000:.1f} ms)")
     verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
     print(f"ratio full/floor           : {ratio:.2f}  ({verdict} the {TARGET_RATIO} target)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class EmbeddedAws:
         if not endpoint:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415 - dev tooling only
 
+            # The embedded server's per-request access log would drown the demo's own output.
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
             port = free_port()
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             self._server.start()

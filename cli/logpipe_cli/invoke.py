@@ -97,12 +97,15 @@ def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def load_handler(spec: FunctionSpec) -> Callable[[dict[str, Any], Any], Any]:
-    """Import the function's module from its code directory and return the handler callable."""
+def load_handler(spec: FunctionSpec, *, cold: bool = False) -> Callable[[dict[str, Any], Any], Any]:
+    """Import the function's module from its code directory and return the handler callable.
+
+    The module is cached like a warm Lambda container; ``cold`` loads it afresh (a new container).
+    """
     module_name, _, attribute = spec.handler.rpartition(".")
     path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
     unique_name = f"logpipe_function_{spec.name}_{module_name}"
-    module: ModuleType | None = sys.modules.get(unique_name)
+    module: ModuleType | None = None if cold else sys.modules.get(unique_name)
     if module is None:
         module_spec = importlib.util.spec_from_file_location(unique_name, path)
         if module_spec is None or module_spec.loader is None:
@@ -131,15 +134,9 @@ def function_environment(spec: FunctionSpec, overrides: Mapping[str, str] | None
     return environment
 
 
-_stdout_switch: SwitchableStream | None = None
-
-
-def _switch() -> SwitchableStream:
-    global _stdout_switch  # noqa: PLW0603 - one switch per process, installed once
-    if _stdout_switch is None:
-        _stdout_switch = SwitchableStream(sys.stdout)
-        sys.stdout = _stdout_switch
-    return _stdout_switch
+# One switch per process: loggers created during an invocation cache it as their stream, so later
+# invocations redirect them by retargeting the switch rather than replacing sys.stdout again.
+_STDOUT_SWITCH = SwitchableStream(sys.stdout)
 
 
 @dataclass(slots=True)
@@ -157,19 +154,22 @@ def invoke(
     *,
     echo: TextIO | None,
     environment: Mapping[str, str] | None = None,
+    cold: bool = False,
 ) -> Invocation:
     """Invoke the handler once; what it prints is captured (and echoed to ``echo``, e.g. stderr)."""
-    switch = _switch()
+    switch = _STDOUT_SWITCH
     capture = Tee(echo)
-    previous = switch.target
+    previous_target, previous_stdout = switch.target, sys.stdout
     switch.target = capture
+    sys.stdout = switch
     env = dict(environment) if environment is not None else function_environment(spec)
     started = time.perf_counter()
     try:
         with patched_environ(env):
-            handler = load_handler(spec)
+            handler = load_handler(spec, cold=cold)
             context = FakeLambdaContext(spec.name, spec.memory_mb, spec.timeout_seconds)
             result = handler(event, context)
     finally:
-        switch.target = previous
+        switch.target = previous_target
+        sys.stdout = previous_stdout
     return Invocation(result=result, output=capture.getvalue(), seconds=time.perf_counter() - started)

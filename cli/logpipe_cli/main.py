@@ -38,7 +38,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
         except TemplateError as error:
             sys.stderr.write(f"logpipe invoke: {error}\n")
             return 2
-        invocation = invoke(spec, event, echo=sys.stderr)
+        invocation = invoke(spec, event, echo=sys.stderr, cold=True)
     sys.stdout.write(orjson.dumps(invocation.result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

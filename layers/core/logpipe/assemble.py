@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from logpipe.decode import LogBatch, event_problem
 from logpipe.formats import parse_line
 from logpipe.loggroups import parse_log_group
-from logpipe.records import Level, LogRecord, StreamContext
+from logpipe.records import Level, LogRecord, StreamContext, new_record
 
 _ALWAYS_CONTINUES = (
     "Traceback (most recent call last)",
@@ -34,15 +34,24 @@ _POSTGRES_CONTINUATION = re.compile(r"[^\n]*?:\[\d+\]:(?P<severity>DETAIL|HINT|S
 Scrub = Callable[[str], str]
 
 
-@dataclass(slots=True)
 class _Unit:
     """One record in the making: a head event and its continuation lines."""
 
-    event: dict[str, Any]
-    message: str
-    continuation: list[str] = field(default_factory=list)
-    postgres_extra: dict[str, str] | None = None
-    in_trace: bool = False
+    __slots__ = ("continuation", "event", "in_trace", "message", "postgres_extra")
+
+    def __init__(
+        self,
+        event: dict[str, Any],
+        message: str,
+        continuation: list[str] | None,
+        postgres_extra: dict[str, str] | None,
+        in_trace: bool,
+    ) -> None:
+        self.event = event
+        self.message = message
+        self.continuation = continuation
+        self.postgres_extra = postgres_extra
+        self.in_trace = in_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +84,12 @@ def _continues(message: str, unit: _Unit) -> bool:
         return True
     if not message.strip():
         # Blank lines separate chained Python exceptions; they belong to a trace already started.
-        return unit.in_trace or bool(unit.continuation)
+        return unit.in_trace or unit.continuation is not None
     if message.startswith(_ALWAYS_CONTINUES):
         return True
     if unit.in_trace:
         return _PYTHON_EXCEPTION_LINE.match(message) is not None or message.startswith("...")
-    if first.islower() and not unit.continuation:
+    if first.islower() and unit.continuation is None:
         return _JAVA_EXCEPTION_LINE.match(message) is not None and _head_is_problem(unit.message)
     return False
 
@@ -102,27 +111,33 @@ def _ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _units(events: list[dict[str, Any]], scrub: Scrub | None, postgres: bool) -> Iterator[_Unit]:
+    """Group events into units (head + continuation lines); only multi-line units allocate a list."""
     unit: _Unit | None = None
     for event in events:
         message: str = event["message"]
         if scrub is not None:
             message = scrub(message)
         if unit is not None:
-            if postgres and ":[" in message[:120]:
-                extra = _POSTGRES_CONTINUATION.match(message)
-                if extra is not None:
-                    if unit.postgres_extra is None:
-                        unit.postgres_extra = {}
-                    unit.postgres_extra[extra.group("severity").lower()] = extra.group("text")
-                    continue
+            first = message[:1]
+            # Most lines start with a timestamp or "{": they can only be heads, so skip the checks.
+            if first == "{" or first.isdigit():
+                if postgres and ":[" in message[:120]:
+                    extra = _POSTGRES_CONTINUATION.match(message)
+                    if extra is not None:
+                        if unit.postgres_extra is None:
+                            unit.postgres_extra = {}
+                        unit.postgres_extra[extra.group("severity").lower()] = extra.group("text")
+                        continue
             elif _continues(message, unit):
+                if unit.continuation is None:
+                    unit.continuation = []
                 unit.continuation.append(message)
-                unit.in_trace = message[:1] in {" ", "\t"} or message.startswith("Traceback")
+                unit.in_trace = first in {" ", "\t"} or message.startswith("Traceback")
                 continue
             yield unit
-        if message.endswith("\n"):
+        if message[-1:] == "\n":
             message = message.rstrip("\n")
-        unit = _Unit(event, message, in_trace=message.startswith("Traceback"))
+        unit = _Unit(event, message, None, None, message.startswith("Traceback"))
     if unit is not None:
         yield unit
 
@@ -136,11 +151,16 @@ def assemble_records(
     good: list[dict[str, Any]] = []
     bad: list[BadEvent] = []
     for event in batch.events:
-        problem = event_problem(event)
-        if problem is None:
+        # Fast path for the overwhelmingly common well-formed event; event_problem explains the rest.
+        if (
+            type(event) is dict
+            and type(event.get("id")) is str
+            and type(event.get("timestamp")) is int
+            and type(event.get("message")) is str
+        ):
             good.append(event)
         else:
-            bad.append(BadEvent(event, problem))
+            bad.append(BadEvent(event, event_problem(event) or "log event is malformed"))
     records = [
         _record(unit, context) for unit in _units(_ordered(good), scrub, postgres=context.platform == "rds")
     ]
@@ -154,7 +174,7 @@ def _record(unit: _Unit, context: StreamContext) -> LogRecord:
     exception = parsed.exception
     raw = unit.message
     fields = parsed.fields
-    if unit.continuation:
+    if unit.continuation is not None:
         trace = "\n".join(line.rstrip("\n") for line in unit.continuation)
         raw = f"{unit.message}\n{trace}"
         exception = trace if exception is None else f"{exception}\n{trace}"
@@ -163,7 +183,7 @@ def _record(unit: _Unit, context: StreamContext) -> LogRecord:
     level = parsed.level
     if level is None:
         level = Level.ERROR if exception is not None else Level.INFO
-    return LogRecord(
+    return new_record(
         event["timestamp"],
         level,
         parsed.message,
@@ -177,5 +197,7 @@ def _record(unit: _Unit, context: StreamContext) -> LogRecord:
         parsed.format,
         parsed.logger,
         raw,
-        1 + len(unit.continuation) + (0 if unit.postgres_extra is None else len(unit.postgres_extra)),
+        1
+        + (0 if unit.continuation is None else len(unit.continuation))
+        + (0 if unit.postgres_extra is None else len(unit.postgres_extra)),
     )

@@ -91,10 +91,6 @@ def _parse_key_values_regex(text: str) -> tuple[dict[str, str], str]:
     return fields, " ".join(remainder.split())
 
 
-def _is_key(key: str) -> bool:
-    return key.isidentifier() or _KEY_NAME.fullmatch(key) is not None
-
-
 def parse_key_values(text: str) -> tuple[dict[str, str], str]:
     """Extract ``key=value`` pairs (quoted or not); return them and the words between them."""
     if '\\"' in text:
@@ -109,24 +105,26 @@ def parse_key_values(text: str) -> tuple[dict[str, str], str]:
         token = tokens[index]
         index += 1
         key, separator, value = token.partition("=")
-        if not separator or not key or not _is_key(key):
+        if not separator or not (key.isidentifier() or _KEY_NAME.fullmatch(key)):
             words.append(token)
             continue
-        if value[:1] == '"':
+        first = value[:1]
+        if first == '"':
             # A quoted value may hold spaces: take tokens until the closing quote.
             while index < count and (len(value) < 2 or not value.rstrip(",;").endswith('"')):  # noqa: PLR2004
                 value = f"{value} {tokens[index]}"
                 index += 1
             value = value.rstrip(",;")
-            if len(value) >= 2 and value.endswith('"'):  # noqa: PLR2004 - a pair of quotes
+            if len(value) >= 2 and value[-1] == '"':  # noqa: PLR2004 - a pair of quotes
                 value = value[1:-1]
-        elif value[-1:] in {",", ";"}:
-            value = value.rstrip(",;")
+        elif value[-1:] == ",":
+            value = value[:-1]
         fields[key] = value
     if not fields:
         return fields, text
-    message = " ".join(word for word in (word.strip(",;") for word in words) if word)
-    return fields, message
+    if not words:
+        return fields, ""
+    return fields, " ".join(words).replace(",", "").replace(";", "")
 
 
 def _first(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:  # noqa: ANN401 - JSON values

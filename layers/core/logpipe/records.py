@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -131,3 +131,60 @@ class LogRecord:
     def field(self, name: str) -> Any:  # noqa: ANN401 - fields are whatever the application logged
         """A structured field by name, or None."""
         return self.fields.get(name)
+
+
+# The dataclass's own __init__ sets each of the 14 fields through object.__setattr__ (frozen), which
+# costs ~2.6 us per record -- a fifth of the whole per-event budget. The slot descriptors' C-level
+# setters do the same job in under half the time; the result is an ordinary frozen LogRecord.
+_new_object = object.__new__
+(
+    _set_timestamp,
+    _set_level,
+    _set_message,
+    _set_service,
+    _set_environment,
+    _set_request_id,
+    _set_fields,
+    _set_exception,
+    _set_event_id,
+    _set_stream,
+    _set_format,
+    _set_logger,
+    _set_raw,
+    _set_line_count,
+) = (LogRecord.__dict__[item.name].__set__ for item in fields(LogRecord))
+
+
+def new_record(  # noqa: PLR0913, PLR0917 - mirrors the dataclass fields, positional for speed
+    timestamp_ms: int,
+    level: Level,
+    message: str,
+    service: str,
+    environment: str,
+    request_id: str | None,
+    fields: Mapping[str, Any],
+    exception: str | None,
+    event_id: str,
+    stream: StreamContext,
+    format: LogFormat,  # noqa: A002 - the field's name
+    logger: str | None,
+    raw: str,
+    line_count: int,
+) -> LogRecord:
+    """Build a ``LogRecord`` on the hot path; equal to calling the dataclass constructor."""
+    record: LogRecord = _new_object(LogRecord)
+    _set_timestamp(record, timestamp_ms)
+    _set_level(record, level)
+    _set_message(record, message)
+    _set_service(record, service)
+    _set_environment(record, environment)
+    _set_request_id(record, request_id)
+    _set_fields(record, fields)
+    _set_exception(record, exception)
+    _set_event_id(record, event_id)
+    _set_stream(record, stream)
+    _set_format(record, format)
+    _set_logger(record, logger)
+    _set_raw(record, raw)
+    _set_line_count(record, line_count)
+    return record

@@ -1,0 +1,50 @@
+# Everything runs through uv with the pyenv-provided Python 3.12 (no interpreter downloads).
+export UV_PYTHON_DOWNLOADS := never
+export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: setup demo test unit functional integration lint format typecheck bench events validate build clean
+
+setup:  ## create .venv from the lock file and install aws-sam-cli as a separate tool
+	./scripts/bootstrap
+
+demo: setup  ## the local end-to-end demo (embedded AWS, no account needed)
+	uv run --frozen logpipe demo
+
+test: setup  ## the whole test suite
+	uv run --frozen pytest
+
+unit:
+	uv run --frozen pytest -m unit
+functional:
+	uv run --frozen pytest -m functional
+integration:
+	uv run --frozen pytest -m integration
+
+lint:  ## ruff (rich rule set), formatting check, mypy --strict, cfn-lint
+	uv run --frozen ruff check .
+	uv run --frozen ruff format --check .
+	uv run --frozen mypy --strict layers/core/logpipe functions cli tests bench events
+	uv run --frozen cfn-lint template.yaml
+
+format:
+	uv run --frozen ruff format .
+	uv run --frozen ruff check --fix .
+
+bench:  ## throughput, cold start and memory, each against a floor measured in the same run
+	uv run --frozen python bench/ingest.py
+	uv run --frozen python bench/cold_start.py
+	uv run --frozen python bench/memory.py
+
+events:  ## regenerate events/ deterministically
+	uv run --frozen python events/generate.py
+
+validate:
+	sam validate --lint
+
+build:
+	sam build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

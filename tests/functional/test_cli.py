@@ -1,0 +1,175 @@
+"""`logpipe invoke` and `logpipe demo`: the Docker-free local runs, against embedded AWS (moto server)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from logpipe.metrics import summarize
+from logpipe_cli.demo import run_demo
+from logpipe_cli.embedded_aws import EmbeddedAws, LocalStack
+from logpipe_cli.invoke import function_environment, invoke
+from logpipe_cli.template_env import TemplateError, function_names, function_spec, load_template
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+EXPECTED = json.loads((EVENTS / "decoded" / "_expected_counts.json").read_text())
+# PACS metric -> generator category, per sample
+METRIC_CATEGORIES = {
+    "PACSBackendErrors": "backend_errors",
+    "PACSBackendResponseTime": "request_completed",
+    "DICOMProcessed": "dicom_processed",
+    "AuthenticationFailures": "auth_failures",
+}
+PACS_BACKEND_SAMPLES = [
+    "cwl-pacs-backend-application.json",
+    "cwl-pacs-backend-errors.json",
+    "cwl-pacs-backend-space-delimited.json",
+    "kinesis-pacs-backend.json",
+]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    with EmbeddedAws() as local:
+        yield local
+    if saved is not None:
+        os.environ["AWS_ENDPOINT_URL"] = saved
+
+
+def _restamp(event: dict[str, Any]) -> dict[str, Any]:
+    """Move a sample's events to just before now, keeping their spacing (EMF refuses points > 14 days old)."""
+
+    def shift(data: str) -> str:
+        document = orjson.loads(gzip.decompress(base64.b64decode(data)))
+        if document["logEvents"]:
+            offset = int(time.time() * 1000) - 5 * 60_000 - max(e["timestamp"] for e in document["logEvents"])
+            for log_event in document["logEvents"]:
+                log_event["timestamp"] += offset
+        return base64.b64encode(gzip.compress(orjson.dumps(document))).decode()
+
+    if "awslogs" in event:
+        return {"awslogs": {"data": shift(event["awslogs"]["data"])}}
+    records = [record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}} for record in event["Records"]]
+    return event | {"Records": records}
+
+
+def _emf(output: str, *, pacs_only: bool = True) -> list[dict[str, Any]]:
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"CloudWatchMetrics"' in line]
+    if pacs_only:
+        documents = [d for d in documents if d["_aws"]["CloudWatchMetrics"][0]["Namespace"].startswith("PACS/")]
+    return documents
+
+
+@pytest.mark.parametrize("sample", sorted(name for name in EXPECTED if name != "cwl-control-message.json"))
+def test_invoke_each_sample_prints_the_expected_pacs_metrics(stack: LocalStack, sample: str) -> None:
+    spec = function_spec(ROOT / "template.yaml", "ingest", stack.template_resources())
+    event = _restamp(json.loads((EVENTS / sample).read_text()))
+    invocation = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True)
+    expected = EXPECTED[sample]
+    result = invocation.result
+    assert result["events_in"] == expected["events"]
+    assert result["malformed"]["payloads"] == 0
+    totals = summarize(_emf(invocation.output))
+    for metric, category in METRIC_CATEGORIES.items():
+        wanted = expected.get(category, 0)
+        if metric == "AuthenticationFailures" and "keycloak" not in sample:
+            wanted = 0
+        if metric != "AuthenticationFailures" and sample not in PACS_BACKEND_SAMPLES:
+            wanted = 0
+        observed = totals.get(metric, {"sum": 0.0, "values": 0})
+        count = observed["values"] if metric == "PACSBackendResponseTime" else observed["sum"]
+        assert count == wanted, f"{sample}: {metric}"
+    assert result["emf_documents"] == len(_emf(invocation.output))
+    if "llm_calls" in expected:
+        assert result["records"]["llm"] == expected["llm_calls"]
+
+
+def test_invoke_control_message_is_skipped(stack: LocalStack) -> None:
+    spec = function_spec(ROOT / "template.yaml", "ingest", stack.template_resources())
+    event = json.loads((EVENTS / "cwl-control-message.json").read_text())
+    result = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True).result
+    assert result["control_messages"] == 1
+    assert result["events_in"] == 0
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("malformed-*.json")))
+def test_invoke_malformed_samples_are_parked_not_raised(stack: LocalStack, sample: str) -> None:
+    spec = function_spec(ROOT / "template.yaml", "ingest", stack.template_resources())
+    event = json.loads((EVENTS / sample).read_text())
+    result = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True).result
+    kind = sample.removeprefix("malformed-").removesuffix(".json").replace("-", "_")
+    assert result["malformed"]["by_kind"] == {kind: 1}
+    assert result["parked"] == 1
+
+
+def test_cli_invoke_contract_stdout_is_the_summary_stderr_is_the_log() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "logpipe_cli.main", "invoke", "ingest", "--event", str(EVENTS / "cwl-keycloak.json")],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=True,
+    )
+    summary = json.loads(completed.stdout)
+    assert summary["events_in"] == EXPECTED["cwl-keycloak.json"]["events"]
+    health = [d for d in _emf(completed.stderr, pacs_only=False) if d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LogPipe"]
+    assert len(health) == 1
+    assert health[0]["EventsIn"] in (summary["events_in"], [summary["events_in"]])  # Powertools writes arrays
+    assert len(_emf(completed.stderr)) == summary["emf_documents"]
+
+
+def test_cli_rejects_unknown_function_and_missing_event(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="no function 'nope'"):
+        function_spec(ROOT / "template.yaml", "nope")
+    completed = subprocess.run(
+        [sys.executable, "-m", "logpipe_cli.main", "invoke", "ingest", "--event", str(tmp_path / "missing.json")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )
+    assert completed.returncode == 2
+    assert "cannot read event" in completed.stderr
+
+
+def test_function_environment_comes_from_the_template_and_the_process_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "ingest" in function_names(load_template(ROOT / "template.yaml"))
+    spec = function_spec(ROOT / "template.yaml", "ingest", {"ParkingQueue": "http://queue"})
+    assert spec.environment["LOGPIPE_PARKING_QUEUE_URL"] == "http://queue"
+    assert spec.environment["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
+    assert spec.environment["LOGPIPE_ENVIRONMENT"] == "dev"
+    monkeypatch.setenv("LOGPIPE_ENVIRONMENT", "stg")
+    assert function_environment(spec)["LOGPIPE_ENVIRONMENT"] == "stg"
+
+
+def test_demo_metrics_match_what_the_generator_wrote() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        report = run_demo(ROOT / "template.yaml", 3000, out, err)
+    finally:
+        if saved is not None:
+            os.environ["AWS_ENDPOINT_URL"] = saved
+    assert report.events == 3000
+    for metric, expected in report.expected.items():
+        values = report.metric_values[metric]
+        observed = len(values) if metric == "PACSBackendResponseTime" else int(sum(values))
+        assert observed == expected, metric
+    assert report.malformed_payloads == 1
+    assert report.parked_in_queue == 1
+    assert report.control_messages == 1
+    assert report.health["EventsIn"] == 3000
+    assert "MISMATCH" not in out.getvalue()
+    assert "ingest [" in err.getvalue()
