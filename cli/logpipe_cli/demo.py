@@ -83,7 +83,7 @@ def _absorb(report: DemoReport, output: str) -> None:
 
 
 def _count_queue(queue_url: str) -> int:
-    import boto3  # noqa: PLC0415 - dev tooling
+    import boto3
 
     attributes = boto3.client("sqs").get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -140,8 +140,10 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
         "",
         "== logpipe demo summary ==",
         f"events in        {report.events:>10,}  in {report.batches} invocations",
-        f"records          error {report.records['error']:,} | llm {report.records['llm']:,} | "
-        f"other {report.records['other']:,}",
+        (
+            f"records          error {report.records['error']:,} | llm {report.records['llm']:,} | "
+            f"other {report.records['other']:,}"
+        ),
         f"control messages {report.control_messages:>10,}  (skipped)",
         f"malformed        {report.malformed_payloads:>10,}  payloads (parked)",
         f"parked in SQS    {report.parked_in_queue:>10,}  messages on the embedded parking queue",
@@ -157,7 +159,7 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
             p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
             detail = (
                 f"samples {len(values):,}  avg {statistics.fmean(values):,.1f} ms  p95 {p95:,.0f} ms  "
-                f"max {ordered[-1]:,.0f} ms  over 5000 ms: {sum(1 for v in values if v > 5000):,}"  # noqa: PLR2004
+                f"max {ordered[-1]:,.0f} ms  over 5000 ms: {sum(1 for v in values if v > 5000):,}"
             )
             observed = len(values)
         else:

@@ -54,7 +54,7 @@ class EmbeddedAws:
         """Start (or reuse) the endpoint and create the parking queues."""
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
-            from moto.server import ThreadedMotoServer  # noqa: PLC0415 - dev tooling only
+            from moto.server import ThreadedMotoServer
 
             # The embedded server's per-request access log would drown the demo's own output.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -69,7 +69,7 @@ class EmbeddedAws:
             self._set_env("AWS_SESSION_TOKEN", "testing")
         self._set_env("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION)
         self._set_env("AWS_REGION", os.environ.get("AWS_REGION") or os.environ["AWS_DEFAULT_REGION"])
-        import boto3  # noqa: PLC0415 - dev tooling only
+        import boto3
 
         sqs = boto3.client("sqs", endpoint_url=endpoint)
         dlq_url = sqs.create_queue(QueueName=PARKING_DLQ)["QueueUrl"]

@@ -22,8 +22,8 @@ def _find_template(explicit: str | None) -> Path:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from logpipe_cli.embedded_aws import EmbeddedAws  # noqa: PLC0415 - moto only when needed
-    from logpipe_cli.invoke import invoke  # noqa: PLC0415
+    from logpipe_cli.embedded_aws import EmbeddedAws
+    from logpipe_cli.invoke import invoke
 
     template = _find_template(args.template)
     event_path = Path(args.event)
@@ -44,7 +44,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from logpipe_cli.demo import main_demo  # noqa: PLC0415
+    from logpipe_cli.demo import main_demo
 
     return main_demo(_find_template(args.template), args.events)
 
@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logpipe", description=__doc__)
     parser.add_argument("--template", help="path to template.yaml (default: found from the current directory)")
     commands = parser.add_subparsers(dest="command", required=True)
-    invoke_parser = commands.add_parser("invoke", help="run a function's handler in-process (Docker-free sam local invoke)")
+    invoke_parser = commands.add_parser(
+        "invoke", help="run a function's handler in-process (Docker-free sam local invoke)"
+    )
     invoke_parser.add_argument("function", help="function name, e.g. ingest (its folder under functions/)")
     invoke_parser.add_argument("--event", "-e", required=True, help="event JSON file, e.g. events/cwl-keycloak.json")
     invoke_parser.set_defaults(run=_cmd_invoke)

@@ -66,12 +66,17 @@ def _restamp(event: dict[str, Any]) -> dict[str, Any]:
 
     if "awslogs" in event:
         return {"awslogs": {"data": shift(event["awslogs"]["data"])}}
-    records = [record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}} for record in event["Records"]]
+    records = [
+        record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}}
+        for record in event["Records"]
+    ]
     return event | {"Records": records}
 
 
 def _emf(output: str, *, pacs_only: bool = True) -> list[dict[str, Any]]:
-    documents = [json.loads(line) for line in output.splitlines() if line.startswith("{") and '"CloudWatchMetrics"' in line]
+    documents = [
+        json.loads(line) for line in output.splitlines() if line.startswith("{") and '"CloudWatchMetrics"' in line
+    ]
     if pacs_only:
         documents = [d for d in documents if d["_aws"]["CloudWatchMetrics"][0]["Namespace"].startswith("PACS/")]
     return documents
@@ -123,11 +128,20 @@ def test_cli_invoke_contract_stdout_is_the_summary_stderr_is_the_log() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     completed = subprocess.run(
         [sys.executable, "-m", "logpipe_cli.main", "invoke", "ingest", "--event", str(EVENTS / "cwl-keycloak.json")],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=True,
     )
     summary = json.loads(completed.stdout)
     assert summary["events_in"] == EXPECTED["cwl-keycloak.json"]["events"]
-    health = [d for d in _emf(completed.stderr, pacs_only=False) if d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LogPipe"]
+    health = [
+        d
+        for d in _emf(completed.stderr, pacs_only=False)
+        if d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LogPipe"
+    ]
     assert len(health) == 1
     assert health[0]["EventsIn"] in (summary["events_in"], [summary["events_in"]])  # Powertools writes arrays
     assert len(_emf(completed.stderr)) == summary["emf_documents"]
@@ -138,7 +152,11 @@ def test_cli_rejects_unknown_function_and_missing_event(tmp_path: Path) -> None:
         function_spec(ROOT / "template.yaml", "nope")
     completed = subprocess.run(
         [sys.executable, "-m", "logpipe_cli.main", "invoke", "ingest", "--event", str(tmp_path / "missing.json")],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
     )
     assert completed.returncode == 2
     assert "cannot read event" in completed.stderr

@@ -29,6 +29,8 @@ def test_handler_import_loads_no_sdk_and_touches_no_network() -> None:
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "AWS_LAMBDA_FUNCTION_NAME": "ingest",
     }
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result == {"heavy": [], "has_handler": True}

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from payloads import data_message, encode, subscription_event
 
 from logpipe.classify import RecordKind
 from logpipe.metrics import load_metric_rules, summarize
@@ -18,6 +17,7 @@ from logpipe.pipeline import IngestPipeline, IngestSummary
 from logpipe.records import LogRecord
 from logpipe.settings import Settings
 from logpipe.sinks import Delivery, DeliveryOutcome
+from payloads import data_message, encode, subscription_event
 
 pytestmark = pytest.mark.functional
 
@@ -75,7 +75,9 @@ APPLICATION = [
 
 def test_records_are_classified_routed_and_measured() -> None:
     harness = Harness()
-    summary = harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
+    summary = harness.run(
+        subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))
+    )
     result = summary.to_dict()
     assert result["events_in"] == 8
     assert result["records"] == {"error": 1, "llm": 1, "other": 3}
@@ -93,8 +95,16 @@ def test_records_are_classified_routed_and_measured() -> None:
 
 def test_control_messages_are_skipped_and_counted() -> None:
     harness = Harness()
-    control = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "", "subscriptionFilters": [],
-               "logEvents": [{"id": "", "timestamp": NOW_MS, "message": "CWL CONTROL MESSAGE: Checking health of destination"}]}
+    control = {
+        "messageType": "CONTROL_MESSAGE",
+        "owner": "CloudwatchLogs",
+        "logGroup": "",
+        "logStream": "",
+        "subscriptionFilters": [],
+        "logEvents": [
+            {"id": "", "timestamp": NOW_MS, "message": "CWL CONTROL MESSAGE: Checking health of destination"}
+        ],
+    }
     result = harness.run(subscription_event(control)).to_dict()
     assert result["control_messages"] == 1
     assert result["events_in"] == 0
@@ -105,15 +115,21 @@ def test_control_messages_are_skipped_and_counted() -> None:
 MALFORMED = {
     "bad_base64": "%%%not base64%%%",
     "not_gzip": base64.b64encode(b"hello hong@example.com").decode(),
-    "truncated_gzip": base64.b64encode(gzip.compress(b'{"messageType":"DATA_MESSAGE","x":"hong@example.com"}' * 100)[:60]).decode(),
+    "truncated_gzip": base64.b64encode(
+        gzip.compress(b'{"messageType":"DATA_MESSAGE","x":"hong@example.com"}' * 100)[:60]
+    ).decode(),
     "not_json": base64.b64encode(gzip.compress(b"hong@example.com is not json")).decode(),
-    "invalid_utf8": base64.b64encode(gzip.compress(b'{"messageType":"DATA_MESSAGE","m":"\xff hong@example.com"}')).decode(),
+    "invalid_utf8": base64.b64encode(
+        gzip.compress(b'{"messageType":"DATA_MESSAGE","m":"\xff hong@example.com"}')
+    ).decode(),
     "wrong_shape": encode({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/g", "note": "hong@example.com"}),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
-def test_malformed_payloads_are_counted_parked_scrubbed_and_never_raise(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_payloads_are_counted_parked_scrubbed_and_never_raise(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     harness = Harness()
     result = harness.run({"awslogs": {"data": MALFORMED[kind]}}).to_dict()
     assert result["malformed"]["payloads"] == 1
@@ -130,7 +146,12 @@ def test_malformed_payloads_are_counted_parked_scrubbed_and_never_raise(kind: st
 def test_one_bad_kinesis_record_does_not_stop_the_others() -> None:
     harness = Harness()
     good = encode(data_message("/aws/ecs/pacs-backend/application", APPLICATION[:2], start_ms=NOW_MS))
-    event = {"Records": [{"kinesis": {"data": "%%%"}, "eventID": "shard:1"}, {"kinesis": {"data": good}, "eventID": "shard:2"}]}
+    event = {
+        "Records": [
+            {"kinesis": {"data": "%%%"}, "eventID": "shard:1"},
+            {"kinesis": {"data": good}, "eventID": "shard:2"},
+        ]
+    }
     result = harness.run(event).to_dict()
     assert result["payloads"] == 2
     assert result["malformed"]["payloads"] == 1
@@ -158,7 +179,9 @@ def test_a_parser_bug_parks_the_batch_instead_of_crashing(monkeypatch: pytest.Mo
         raise RuntimeError(msg)
 
     monkeypatch.setattr("logpipe.pipeline.classify", explode)
-    result = harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))).to_dict()
+    result = harness.run(
+        subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))
+    ).to_dict()
     assert result["malformed"]["processing_errors"] == 1
     [item] = harness.parking.flushed
     assert item.reason is ParkReason.PROCESSING_ERROR
@@ -171,7 +194,9 @@ def test_every_event_is_accounted_for() -> None:
     document = data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)
     document["logEvents"].append({"id": "x", "timestamp": "bad", "message": "m"})
     result = harness.run(subscription_event(document)).to_dict()
-    record_lines = sum(record.line_count for records in (harness.errors.received, harness.llm.received) for record in records)
+    record_lines = sum(
+        record.line_count for records in (harness.errors.received, harness.llm.received) for record in records
+    )
     other_lines = result["records"]["other"]  # each "other" record here is one line
     assert record_lines + other_lines + result["malformed"]["events"] == result["events_in"]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from payloads import data_message
 
 from logpipe.assemble import assemble_records, stream_context
 from logpipe.decode import LogBatch
 from logpipe.records import Level, LogRecord
+from payloads import data_message
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,13 @@ from logpipe.records import Level, LogFormat, LogRecord, StreamContext
 pytestmark = pytest.mark.unit
 
 
-def _record(log_type: str, level: Level, fields: dict[str, Any] | None = None, exception: str | None = None) -> LogRecord:
+def _record(
+    log_type: str, level: Level, fields: dict[str, Any] | None = None, exception: str | None = None
+) -> LogRecord:
     context = StreamContext("/aws/ecs/api/" + log_type, "s", "1", "ap-northeast-2", "ecs", "api", log_type, "prod")
-    return LogRecord(1, level, "m", "api", "prod", None, fields or {}, exception, "1", context, LogFormat.JSON, None, "m")
+    return LogRecord(
+        1, level, "m", "api", "prod", None, fields or {}, exception, "1", context, LogFormat.JSON, None, "m"
+    )
 
 
 @pytest.mark.parametrize(

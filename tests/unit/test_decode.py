@@ -5,7 +5,6 @@ import gzip
 
 import orjson
 import pytest
-from payloads import data_message, encode
 
 from logpipe.decode import (
     MalformedKind,
@@ -15,6 +14,7 @@ from logpipe.decode import (
     event_problem,
     iter_payloads,
 )
+from payloads import data_message, encode
 
 pytestmark = pytest.mark.unit
 
@@ -61,9 +61,15 @@ def _gzip_b64(raw: bytes) -> str:
     [
         ("this is not base64!!", MalformedKind.BAD_BASE64),
         (base64.b64encode(b"plain bytes, no gzip header").decode(), MalformedKind.NOT_GZIP),
-        (base64.b64encode(gzip.compress(b'{"messageType": "DATA_MESSAGE"}' * 50)[:40]).decode(), MalformedKind.TRUNCATED_GZIP),
+        (
+            base64.b64encode(gzip.compress(b'{"messageType": "DATA_MESSAGE"}' * 50)[:40]).decode(),
+            MalformedKind.TRUNCATED_GZIP,
+        ),
         (_gzip_b64(b"not json at all"), MalformedKind.NOT_JSON),
-        (_gzip_b64(b'{"messageType":"DATA_MESSAGE","logGroup":"/g","logEvents":[{"message":"\xff\xfe"}]}'), MalformedKind.INVALID_UTF8),
+        (
+            _gzip_b64(b'{"messageType":"DATA_MESSAGE","logGroup":"/g","logEvents":[{"message":"\xff\xfe"}]}'),
+            MalformedKind.INVALID_UTF8,
+        ),
         (_gzip_b64(b'{"messageType":"DATA_MESSAGE","logGroup":"/g"}'), MalformedKind.WRONG_SHAPE),
         (_gzip_b64(b'["a list"]'), MalformedKind.WRONG_SHAPE),
         (_gzip_b64(b'{"messageType":"SOMETHING","logEvents":[]}'), MalformedKind.WRONG_SHAPE),
@@ -109,7 +115,10 @@ def test_iter_payloads_handles_direct_and_kinesis_events() -> None:
             },
         ),
     )
-    assert [(p.data, p.source) for p in kinesis] == [("one", "shardId-000000000000:1"), ("two", "shardId-000000000000:2")]
+    assert [(p.data, p.source) for p in kinesis] == [
+        ("one", "shardId-000000000000:1"),
+        ("two", "shardId-000000000000:2"),
+    ]
 
 
 def test_an_unknown_event_shape_becomes_a_payload_that_will_fail_to_decode() -> None:

@@ -65,14 +65,20 @@ def test_lambda_runtime_error_json() -> None:
     assert parsed.message == "KeyError: 'SeriesInstanceUID'"
     assert parsed.request_id == UUID
     assert parsed.exception is not None
-    assert parsed.exception.startswith("Traceback (most recent call last):\n  File \"/var/task/app.py\", line 20")
+    assert parsed.exception.startswith('Traceback (most recent call last):\n  File "/var/task/app.py", line 20')
     assert parsed.exception.endswith("KeyError: 'SeriesInstanceUID'")
 
 
 @pytest.mark.parametrize(
     ("line", "level", "message", "request_id", "values"),
     [
-        (f'2026-11-22T01:02:03.456Z {UUID} INFO "Request completed" 123', Level.INFO, "Request completed", UUID, ["123"]),
+        (
+            f'2026-11-22T01:02:03.456Z {UUID} INFO "Request completed" 123',
+            Level.INFO,
+            "Request completed",
+            UUID,
+            ["123"],
+        ),
         (
             f'2026-11-22T01:02:03.456Z {UUID} INFO "DICOM processed" 1.2.840.113619.2.55.3.604688119.969.1268071029.320',
             Level.INFO,
@@ -80,12 +86,26 @@ def test_lambda_runtime_error_json() -> None:
             UUID,
             ["1.2.840.113619.2.55.3.604688119.969.1268071029.320"],
         ),
-        (f'2026-11-22T01:02:03.456Z {UUID} ERROR "Database connection failed" timeout', Level.ERROR, "Database connection failed", UUID, ["timeout"]),
-        ('2026-11-22T01:02:03.456Z WARN "Authentication failed" jdoe 10.0.1.5', Level.WARNING, "Authentication failed", None, ["jdoe", "10.0.1.5"]),
+        (
+            f'2026-11-22T01:02:03.456Z {UUID} ERROR "Database connection failed" timeout',
+            Level.ERROR,
+            "Database connection failed",
+            UUID,
+            ["timeout"],
+        ),
+        (
+            '2026-11-22T01:02:03.456Z WARN "Authentication failed" jdoe 10.0.1.5',
+            Level.WARNING,
+            "Authentication failed",
+            None,
+            ["jdoe", "10.0.1.5"],
+        ),
         (f'2026-11-22T01:02:03.456Z {UUID} ERROR "quote \\" inside"', Level.ERROR, 'quote " inside', UUID, []),
     ],
 )
-def test_space_delimited_seed_form(line: str, level: Level, message: str, request_id: str | None, values: list[str]) -> None:
+def test_space_delimited_seed_form(
+    line: str, level: Level, message: str, request_id: str | None, values: list[str]
+) -> None:
     parsed = parse_line(line)
     assert parsed.format is LogFormat.SPACE_DELIMITED
     assert parsed.level is level
@@ -97,13 +117,21 @@ def test_space_delimited_seed_form(line: str, level: Level, message: str, reques
 def test_space_delimited_uses_cloudwatch_extracted_fields() -> None:
     parsed = parse_line(
         f'2026-11-22T01:02:03.456Z {UUID} INFO "Request completed" 321',
-        {"timestamp": "2026-11-22T01:02:03.456Z", "request_id": UUID, "level": "INFO", "message": "Request completed", "duration": "321"},
+        {
+            "timestamp": "2026-11-22T01:02:03.456Z",
+            "request_id": UUID,
+            "level": "INFO",
+            "message": "Request completed",
+            "duration": "321",
+        },
     )
     assert parsed.fields["duration"] == "321"
 
 
 def test_python_text_with_key_values() -> None:
-    parsed = parse_line(f"2026-11-22 01:02:03,456 INFO [pacs.api] request_id={UUID} Request completed duration=123 status=200")
+    parsed = parse_line(
+        f"2026-11-22 01:02:03,456 INFO [pacs.api] request_id={UUID} Request completed duration=123 status=200"
+    )
     assert parsed.format is LogFormat.KEY_VALUE
     assert parsed.level is Level.INFO
     assert parsed.logger == "pacs.api"
@@ -114,14 +142,18 @@ def test_python_text_with_key_values() -> None:
 
 
 def test_dicom_processed_key_value_keeps_the_full_uid() -> None:
-    parsed = parse_line("2026-11-22 01:02:03,456 INFO [pacs.dicom] request_id=r DICOM processed study_uid=1.2.840.113619.2.55.3.6046 modality=MR")
+    parsed = parse_line(
+        "2026-11-22 01:02:03,456 INFO [pacs.dicom] request_id=r DICOM processed study_uid=1.2.840.113619.2.55.3.6046 modality=MR"
+    )
     assert parsed.message == "DICOM processed"
     assert parsed.fields["study_uid"] == "1.2.840.113619.2.55.3.6046"
     assert parsed.fields["modality"] == "MR"
 
 
 def test_logfmt_line() -> None:
-    parsed = parse_line(f'time=2026-11-22T01:02:03.456Z level=warn msg="Slow query detected" duration=5300 request_id={UUID}')
+    parsed = parse_line(
+        f'time=2026-11-22T01:02:03.456Z level=warn msg="Slow query detected" duration=5300 request_id={UUID}'
+    )
     assert parsed.format is LogFormat.LOGFMT
     assert parsed.level is Level.WARNING
     assert parsed.message == "Slow query detected"

@@ -26,7 +26,9 @@ MINUTE = 60_000
 
 
 def _record(service: str, line: str, timestamp_ms: int = NOW_MS, environment: str = "prod") -> LogRecord:
-    context = StreamContext(f"/aws/ecs/{service}/application", "s", "1", "ap-northeast-2", "ecs", service, "application", environment)
+    context = StreamContext(
+        f"/aws/ecs/{service}/application", "s", "1", "ap-northeast-2", "ecs", service, "application", environment
+    )
     parsed = parse_line(line)
     return LogRecord(
         timestamp_ms,
@@ -166,7 +168,9 @@ def test_more_than_100_samples_split_into_several_documents_without_loss() -> No
 
 
 def test_count_metric_appears_once_even_when_samples_need_several_documents() -> None:
-    records = [_record("pacs-backend", f'{{"level":"INFO","message":"Request completed","duration":{i}}}') for i in range(150)]
+    records = [
+        _record("pacs-backend", f'{{"level":"INFO","message":"Request completed","duration":{i}}}') for i in range(150)
+    ]
     records.append(_record("pacs-backend", ERROR_LINES[0]))
     _, documents = _aggregate(records)
     assert summarize(documents)["PACSBackendErrors"] == {"sum": 1.0, "values": 1}
@@ -177,14 +181,19 @@ def test_points_outside_cloudwatch_window_are_counted_not_sent() -> None:
     old = NOW_MS - 15 * 24 * 3600 * 1000
     future = NOW_MS + 3 * 3600 * 1000
     aggregator, documents = _aggregate(
-        [_record("pacs-backend", ERROR_LINES[0], timestamp_ms=old), _record("pacs-backend", ERROR_LINES[0], timestamp_ms=future)],
+        [
+            _record("pacs-backend", ERROR_LINES[0], timestamp_ms=old),
+            _record("pacs-backend", ERROR_LINES[0], timestamp_ms=future),
+        ],
     )
     assert documents == []
     assert aggregator.totals.out_of_window == 2
 
 
 def test_non_numeric_value_is_counted_as_bad() -> None:
-    aggregator, documents = _aggregate([_record("pacs-backend", '{"level":"INFO","message":"Request completed","duration":"fast"}')])
+    aggregator, documents = _aggregate(
+        [_record("pacs-backend", '{"level":"INFO","message":"Request completed","duration":"fast"}')]
+    )
     assert documents == []
     assert aggregator.totals.bad_values == 1
 
@@ -218,7 +227,21 @@ def test_a_user_rule_file_adds_a_metric_without_python(tmp_path: Path) -> None:
     context = StreamContext("/aws/rds/db/postgresql", "s", "1", "r", "rds", "db", "postgresql", "prod")
     line = "2026-11-22 01:02:03 UTC:10.0.1.23(53412):u@d:[1]:LOG:  duration: 5123.456 ms  statement: SELECT 1"
     parsed = parse_line(line)
-    record = LogRecord(NOW_MS, Level.INFO, parsed.message, "db", "prod", None, parsed.fields, None, "1", context, parsed.format, None, line)
+    record = LogRecord(
+        NOW_MS,
+        Level.INFO,
+        parsed.message,
+        "db",
+        "prod",
+        None,
+        parsed.fields,
+        None,
+        "1",
+        context,
+        parsed.format,
+        None,
+        line,
+    )
     aggregator.observe(record)
     documents = list(aggregator.documents(NOW_MS))
     assert documents[0]["SlowQueries"] == 5123.456
@@ -243,12 +266,24 @@ def test_default_rules_match_the_seed() -> None:
         ({"version": 1}, "'metrics' must be a list"),
         ({"version": 1, "metrics": [{"name": "A"}]}, "'namespace' is required"),
         ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "when": []}]}, "non-empty list of matchers"),
-        ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "unit": "Parsecs", "when": [{"message": "x"}]}]}, "not a CloudWatch unit"),
+        (
+            {"version": 1, "metrics": [{"name": "A", "namespace": "N", "unit": "Parsecs", "when": [{"message": "x"}]}]},
+            "not a CloudWatch unit",
+        ),
         ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "when": [{"levels": ["LOUD"]}]}]}, "unknown level"),
         ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "when": [{}]}]}, "at least one condition"),
         ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "when": [{"mesage": "typo"}]}]}, "unknown keys"),
-        ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "value": "duration", "when": [{"message": "x"}]}]}, "'\\$field'"),
-        ({"version": 1, "metrics": [{"name": "A", "namespace": "N", "value": True, "when": [{"message": "x"}]}]}, "number or"),
+        (
+            {
+                "version": 1,
+                "metrics": [{"name": "A", "namespace": "N", "value": "duration", "when": [{"message": "x"}]}],
+            },
+            "'\\$field'",
+        ),
+        (
+            {"version": 1, "metrics": [{"name": "A", "namespace": "N", "value": True, "when": [{"message": "x"}]}]},
+            "number or",
+        ),
         (
             {"version": 1, "metrics": [{"name": "A", "namespace": "N", "when": [{"message": "x"}]}] * 2},
             "duplicate metric name",

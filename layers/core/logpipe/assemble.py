@@ -28,8 +28,12 @@ _ALWAYS_CONTINUES = (
 # The last line of a Python traceback (``ValueError: x``, ``psycopg.errors.UniqueViolation: y``).
 _PYTHON_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?::\s.*)?\Z", re.DOTALL)
 # The first line of a Java trace (``java.lang.NullPointerException: msg``).
-_JAVA_EXCEPTION_LINE = re.compile(r"(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::\s.*)?\Z", re.DOTALL)
-_POSTGRES_CONTINUATION = re.compile(r"[^\n]*?:\[\d+\]:(?P<severity>DETAIL|HINT|STATEMENT|CONTEXT|QUERY|LOCATION):\s+(?P<text>.*)\Z", re.DOTALL)
+_JAVA_EXCEPTION_LINE = re.compile(
+    r"(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::\s.*)?\Z", re.DOTALL
+)
+_POSTGRES_CONTINUATION = re.compile(
+    r"[^\n]*?:\[\d+\]:(?P<severity>DETAIL|HINT|STATEMENT|CONTEXT|QUERY|LOCATION):\s+(?P<text>.*)\Z", re.DOTALL
+)
 
 Scrub = Callable[[str], str]
 
@@ -161,9 +165,7 @@ def assemble_records(
             good.append(event)
         else:
             bad.append(BadEvent(event, event_problem(event) or "log event is malformed"))
-    records = [
-        _record(unit, context) for unit in _units(_ordered(good), scrub, postgres=context.platform == "rds")
-    ]
+    records = [_record(unit, context) for unit in _units(_ordered(good), scrub, postgres=context.platform == "rds")]
     return records, bad
 
 

@@ -47,7 +47,9 @@ _POSTGRES = re.compile(
     re.DOTALL,
 )
 _POSTGRES_DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms")
-_LAMBDA_TIMEOUT = re.compile(rf"(?P<ts>{_TS}) (?P<rid>[0-9a-f-]{{36}}) (?P<msg>Task timed out after (?P<s>[\d.]+) seconds)")
+_LAMBDA_TIMEOUT = re.compile(
+    rf"(?P<ts>{_TS}) (?P<rid>[0-9a-f-]{{36}}) (?P<msg>Task timed out after (?P<s>[\d.]+) seconds)"
+)
 _LAMBDA_RUNTIME = re.compile(r"\[(?P<level>[A-Z]+)\]\t(?P<ts>[^\t]+)\t(?P<rid>[^\t]+)\t(?P<msg>.*)\Z", re.DOTALL)
 _LAMBDA_RUNTIME_NOTAB = re.compile(r"\[(?P<level>[A-Z]+)\] (?P<msg>.*)\Z", re.DOTALL)
 _PLATFORM_REQUEST_ID = re.compile(r"RequestId: (?P<rid>[0-9a-f-]+)")
@@ -111,11 +113,11 @@ def parse_key_values(text: str) -> tuple[dict[str, str], str]:
         first = value[:1]
         if first == '"':
             # A quoted value may hold spaces: take tokens until the closing quote.
-            while index < count and (len(value) < 2 or not value.rstrip(",;").endswith('"')):  # noqa: PLR2004
+            while index < count and (len(value) < 2 or not value.rstrip(",;").endswith('"')):
                 value = f"{value} {tokens[index]}"
                 index += 1
             value = value.rstrip(",;")
-            if len(value) >= 2 and value[-1] == '"':  # noqa: PLR2004 - a pair of quotes
+            if len(value) >= 2 and value[-1] == '"':
                 value = value[1:-1]
         elif value[-1:] == ",":
             value = value[:-1]
@@ -127,7 +129,7 @@ def parse_key_values(text: str) -> tuple[dict[str, str], str]:
     return fields, " ".join(words).replace(",", "").replace(";", "")
 
 
-def _first(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:  # noqa: ANN401 - JSON values
+def _first(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         value = document.get(key)
         if value is not None and value != "":
@@ -155,13 +157,12 @@ def _lambda_error_exception(document: Mapping[str, Any]) -> str:
 def parse_json(document: dict[str, Any]) -> ParsedLine:
     """Interpret an already-decoded JSON log document."""
     if "errorType" in document and "errorMessage" in document:
-        exception = _lambda_error_exception(document)
         return ParsedLine(
             Level.ERROR,
             f"{document['errorType']}: {_as_text(document['errorMessage'])}",
             document.get("requestId") or document.get("requestID"),
             document,
-            exception,
+            _lambda_error_exception(document),
             None,
             LogFormat.LAMBDA_ERROR_JSON,
             None,
@@ -340,12 +341,15 @@ def _parse_plain(message: str) -> ParsedLine:
 
 
 def _looks_like_trace(text: str) -> bool:
-    return "Traceback (most recent call last)" in text or "\n\tat " in text or "\n    at " in text or text.startswith(
-        ("\tat ", "    at ")
+    return (
+        "Traceback (most recent call last)" in text
+        or "\n\tat " in text
+        or "\n    at " in text
+        or text.startswith(("\tat ", "    at "))
     )
 
 
-def parse_line(message: str, extracted_fields: Mapping[str, Any] | None = None) -> ParsedLine:  # noqa: PLR0911
+def parse_line(message: str, extracted_fields: Mapping[str, Any] | None = None) -> ParsedLine:  # noqa: PLR0911, PLR0912 - the dispatcher: one branch per format, cheapest test first
     """Parse one log line in whichever supported format it is written."""
     if not message:
         return ParsedLine(None, "", None, _EMPTY, None, None, LogFormat.TEXT, None)

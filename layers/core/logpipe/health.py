@@ -37,16 +37,18 @@ class HealthMetrics:
 
     def __init__(self, environment: str, namespace: str | None = None, service: str | None = None) -> None:
         """Create the Powertools Metrics instance with an Environment default dimension."""
-        from aws_lambda_powertools import Metrics  # noqa: PLC0415 - keep tests of the core free of it
+        from aws_lambda_powertools import Metrics
 
         self._metrics: Metrics = Metrics(namespace=namespace, service=service)
         if not self._metrics.namespace:
             self._metrics.namespace = DEFAULT_NAMESPACE
-        self._metrics.set_default_dimensions(Environment=environment)
+        # Powertools keeps default dimensions on a process-wide singleton: set them only once.
+        if self._metrics.default_dimensions.get("Environment") != environment:
+            self._metrics.set_default_dimensions(Environment=environment)
 
     def publish(self, counters: Counter[str]) -> None:
         """Add every known counter (zeros included, so dashboards show a flat line, not a gap) and flush."""
-        from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415 - already imported above
+        from aws_lambda_powertools.metrics import MetricUnit
 
         for key, metric_name in HEALTH_METRICS.items():
             self._metrics.add_metric(name=metric_name, unit=MetricUnit.Count, value=counters.get(key, 0))

@@ -54,7 +54,7 @@ def parse_log_group(log_group: str) -> LogGroupInfo:
     if not rest:
         # e.g. /ecs/pacs-backend (ECS console default): the platform segment is the service.
         return LogGroupInfo(platform="unknown", service=platform, log_type="application")
-    if len(rest) >= 2 and rest[-1] in KNOWN_LOG_TYPES:  # noqa: PLR2004 - resource + log type
+    if len(rest) >= 2 and rest[-1] in KNOWN_LOG_TYPES:
         return LogGroupInfo(platform=platform, service="/".join(rest[:-1]), log_type=rest[-1])
     default_type = "lambda" if platform == "lambda" else "application"
     return LogGroupInfo(platform=platform, service="/".join(rest), log_type=default_type)

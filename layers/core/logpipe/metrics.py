@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -46,7 +47,18 @@ _UNITS = frozenset(
     },
 )
 _RULE_KEYS = frozenset(
-    {"name", "namespace", "unit", "services", "log_types", "when", "value", "positional_fields", "seed_filter", "description"}
+    {
+        "name",
+        "namespace",
+        "unit",
+        "services",
+        "log_types",
+        "when",
+        "value",
+        "positional_fields",
+        "seed_filter",
+        "description",
+    }
 )
 _MATCHER_KEYS = frozenset({"levels", "message", "message_prefix", "message_contains", "has_fields", "fields"})
 
@@ -161,7 +173,7 @@ def _rule(raw: object, source: str, index: int) -> MetricRule:
     value_field = None
     constant = 1.0
     if isinstance(value, str):
-        if not value.startswith("$") or len(value) < 2:  # noqa: PLR2004 - "$" plus a name
+        if not value.startswith("$") or len(value) < 2:
             raise _fail(source, where, "a string 'value' must be '$field'")
         value_field = value[1:]
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -186,7 +198,7 @@ def _rule(raw: object, source: str, index: int) -> MetricRule:
 def build_rule_set(document: object, source: str = "<rules>") -> MetricRuleSet:
     """Validate a rules document and index its rules by service."""
     if not isinstance(document, dict) or document.get("version") != 1:
-        raise _fail(source, "top level", "expected an object with \"version\": 1")
+        raise _fail(source, "top level", 'expected an object with "version": 1')
     metrics = document.get("metrics")
     if not isinstance(metrics, list):
         raise _fail(source, "top level", "'metrics' must be a list")
@@ -220,8 +232,7 @@ def load_metric_rules(path: str | os.PathLike[str] | None = None) -> MetricRuleS
     else:
         source = os.fspath(path)
         try:
-            with open(source, "rb") as handle:
-                text = handle.read()
+            text = Path(source).read_bytes()
         except OSError as error:
             msg = f"{source}: cannot read metric rules: {error.strerror}"
             raise MetricRulesError(msg) from error
@@ -233,7 +244,7 @@ def load_metric_rules(path: str | os.PathLike[str] | None = None) -> MetricRuleS
     return build_rule_set(document, source)
 
 
-def _field(record: LogRecord, name: str, rule: MetricRule) -> Any:  # noqa: ANN401 - logged values
+def _field(record: LogRecord, name: str, rule: MetricRule) -> Any:
     value = record.fields.get(name)
     if value is None and record.format is LogFormat.SPACE_DELIMITED and name in rule.positional_fields:
         # Space-delimited lines carry values by position, as in the seed's filter patterns.
@@ -256,10 +267,7 @@ def _matches(record: LogRecord, matcher: Matcher, rule: MetricRule) -> bool:
     for name in matcher.has_fields:
         if _field(record, name, rule) in (None, ""):
             return False
-    for name, expected in matcher.fields:
-        if record.fields.get(name) != expected:
-            return False
-    return True
+    return all(record.fields.get(name) == expected for name, expected in matcher.fields)
 
 
 def _number(value: object) -> float | None:
@@ -310,12 +318,13 @@ class MetricAggregator:
 
     def _add(self, record: LogRecord, rule: MetricRule) -> None:
         if rule.value_field is None:
-            value: float | None = rule.constant
+            value = rule.constant
         else:
-            value = _number(_field(record, rule.value_field, rule))
-            if value is None:
+            parsed = _number(_field(record, rule.value_field, rule))
+            if parsed is None:
                 self.totals.bad_values += 1
                 return
+            value = parsed
         minute = record.timestamp_ms - record.timestamp_ms % _MINUTE_MS
         key = (rule.namespace, record.service, record.environment, minute)
         bucket = self._buckets.get(key)
@@ -342,7 +351,7 @@ class MetricAggregator:
                 continue
             yield from self._documents_for(namespace, service, environment, minute, metrics, dimension_sets)
 
-    def _documents_for(  # noqa: PLR0913 - one bucket's identity
+    def _documents_for(  # noqa: PLR0913, PLR0917 - one bucket's identity
         self,
         namespace: str,
         service: str,

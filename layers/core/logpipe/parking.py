@@ -119,7 +119,7 @@ def split_body(body: str, max_bytes: int) -> list[str]:
     while start < len(encoded):
         end = min(start + max_bytes, len(encoded))
         # Back off to a UTF-8 boundary: continuation bytes look like 0b10xxxxxx.
-        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:  # noqa: PLR2004 - UTF-8 bit masks
+        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:
             end -= 1
         chunks.append(encoded[start:end].decode("utf-8"))
         start = end
@@ -146,7 +146,9 @@ def _batches(entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> list[lis
 class SqsParkingLot:
     """Parks items on an SQS queue in batches of ten; the client is created on first use."""
 
-    def __init__(self, queue_url: str, client: SQSClient | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, queue_url: str, client: SQSClient | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
         """Remember the queue; no AWS call happens until ``flush``."""
         self.queue_url = queue_url
         self._client = client
@@ -156,7 +158,7 @@ class SqsParkingLot:
 
     def _sqs(self) -> SQSClient:
         if self._client is None:
-            import boto3  # noqa: PLC0415 - boto3 costs 200-500 ms; only the parking path needs it
+            import boto3
 
             self._client = boto3.client("sqs")
         return self._client

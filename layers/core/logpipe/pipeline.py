@@ -97,7 +97,7 @@ class IngestPipeline:
         sinks: Sequence[Sink] = (),
         health: HealthPublisher | None = None,
         emf_writer: Callable[[bytes], object] = _stdout_writer,
-        logger: logging.Logger | Any | None = None,  # noqa: ANN401 - stdlib or Powertools logger
+        logger: logging.Logger | Any | None = None,
         clock: Callable[[], float] = time.time,
         keep_records: bool = False,
     ) -> None:
@@ -134,7 +134,7 @@ class IngestPipeline:
             counters["events_in"] += len(batch.events)
             try:
                 self._process_batch(batch, aggregator, by_kind, counters)
-            except Exception as error:  # a parser bug must cost one batch's routing, never its data
+            except Exception as error:  # noqa: BLE001 - a parser bug must cost one batch's routing, never its data
                 self._park_unprocessable_batch(batch, error, counters)
         self._deliver(by_kind, counters)
         counters["parked"] += self.parking.flush()
@@ -174,7 +174,9 @@ class IngestPipeline:
                     source=batch.source,
                 ),
             )
-            self.logger.error("Malformed log event parked", extra={"problem": bad.problem, "log_group": batch.log_group})
+            self.logger.error(
+                "Malformed log event parked", extra={"problem": bad.problem, "log_group": batch.log_group}
+            )
         wanted = self._wanted
         keep = self.keep_records
         observe = aggregator.observe
@@ -241,7 +243,8 @@ class IngestPipeline:
                 source=batch.source,
             ),
         )
-        self.logger.exception(
+        self.logger.error(
             "Batch could not be processed and was parked",
+            exc_info=error,
             extra={"log_group": batch.log_group, "payload_id": batch.payload_id, "error": type(error).__name__},
         )

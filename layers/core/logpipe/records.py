@@ -73,8 +73,8 @@ def normalize_level(value: object) -> Level | None:
     """Map a source level spelling to a ``Level``; None when it is not a level at all."""
     if type(value) is str:
         # Exact spellings are looked up first: .upper() is only needed for unusual casing.
-        level = _LEVEL_ALIASES.get(value)  # type: ignore[call-overload]
-        return level if level is not None else _LEVEL_ALIASES.get(value.upper())  # type: ignore[attr-defined]
+        level = _LEVEL_ALIASES.get(value)
+        return level if level is not None else _LEVEL_ALIASES.get(value.upper())
     if isinstance(value, Level):
         return value
     return None
@@ -128,7 +128,7 @@ class LogRecord:
         """(log group, log stream, event id): enough to find the exact CloudWatch event again."""
         return (self.stream.log_group, self.stream.log_stream, self.event_id)
 
-    def field(self, name: str) -> Any:  # noqa: ANN401 - fields are whatever the application logged
+    def field(self, name: str) -> Any:
         """A structured field by name, or None."""
         return self.fields.get(name)
 

@@ -15,14 +15,14 @@ from logpipe.sinks import Sink
 PIPELINE_SERVICE = "logpipe-ingest"
 
 
-def build_logger(service: str = PIPELINE_SERVICE) -> Any:  # noqa: ANN401 - Powertools Logger
+def build_logger(service: str = PIPELINE_SERVICE) -> Any:
     """The pipeline's own structured logger (Powertools Logger, JSON to stdout)."""
-    from aws_lambda_powertools import Logger  # noqa: PLC0415 - loaded on first invocation, not at import
+    from aws_lambda_powertools import Logger
 
     return Logger(service=service)
 
 
-def build_parking(settings: Settings, logger: Any) -> ParkingLot:  # noqa: ANN401 - Powertools Logger
+def build_parking(settings: Settings, logger: Any) -> ParkingLot:
     """SQS when a queue is configured; in-memory (with a warning) only for local runs without one."""
     if settings.parking_queue_url:
         return SqsParkingLot(settings.parking_queue_url)
