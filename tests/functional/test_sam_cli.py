@@ -34,9 +34,7 @@ def _find_sam() -> str | None:
     if found:
         return found
     fallback = Path.home() / ".local" / "bin" / "sam"
-    return (
-        str(fallback) if fallback.is_file() and os.access(fallback, os.X_OK) else None
-    )
+    return str(fallback) if fallback.is_file() and os.access(fallback, os.X_OK) else None
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +54,7 @@ def sam_env() -> dict[str, str]:
     env["SAM_CLI_TELEMETRY"] = "0"
     env.setdefault("PYENV_VERSION", DEFAULT_PYENV_VERSION)
     pyenv_shims = Path.home() / ".pyenv" / "shims"
-    if pyenv_shims.is_dir() and str(pyenv_shims) not in env.get("PATH", "").split(
-        os.pathsep
-    ):
+    if pyenv_shims.is_dir() and str(pyenv_shims) not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = os.pathsep.join([str(pyenv_shims), env.get("PATH", "")])
     # Never let the CLI pick up (or need) real credentials / a profile here.
     env.setdefault("AWS_DEFAULT_REGION", "ap-northeast-2")
@@ -88,17 +84,13 @@ def _describe(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_sam_validate_lint(sam: str, sam_env: dict[str, str]) -> None:
-    result = _run(
-        [sam, "validate", "--lint", "--template-file", str(TEMPLATE)], env=sam_env
-    )
+    result = _run([sam, "validate", "--lint", "--template-file", str(TEMPLATE)], env=sam_env)
     assert result.returncode == 0, _describe(result)
     assert "is a valid SAM Template" in result.stdout + result.stderr, _describe(result)
 
 
 @pytest.mark.parametrize("config_env", ["default", "dev", "prod"])
-def test_samconfig_environments_parse(
-    sam: str, sam_env: dict[str, str], config_env: str
-) -> None:
+def test_samconfig_environments_parse(sam: str, sam_env: dict[str, str], config_env: str) -> None:
     """samconfig.toml is read for every environment (validate has lint = true there)."""
     result = _run([sam, "validate", "--config-env", config_env], env=sam_env)
     assert result.returncode == 0, _describe(result)
@@ -121,9 +113,7 @@ def _elf_machine(path: Path) -> int:
     return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
-def test_sam_build_produces_arm64_layer(
-    sam: str, sam_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_sam_build_produces_arm64_layer(sam: str, sam_env: dict[str, str], tmp_path: Path) -> None:
     if shutil.which("python3.12", path=sam_env["PATH"]) is None:
         pytest.skip("`sam build` without a container needs python3.12 on PATH")
 
@@ -164,8 +154,6 @@ def test_sam_build_produces_arm64_layer(
 
     orjson_ext = sorted((layer / "orjson").glob("orjson*.so"))
     assert orjson_ext, "orjson extension module missing"
-    assert all("aarch64" in so.name for so in orjson_ext), [
-        so.name for so in orjson_ext
-    ]
+    assert all("aarch64" in so.name for so in orjson_ext), [so.name for so in orjson_ext]
     for so in orjson_ext + sorted((layer / "isal").glob("*.so")):
         assert _elf_machine(so) == EM_AARCH64, f"{so.name} is not an aarch64 binary"

@@ -318,3 +318,14 @@ def test_parse_key_values_ignores_urls_and_uids() -> None:
     assert fields["redirect"] == "https://pacs.example.com/viewer?a=b"
     assert fields["study"] == "1.2.3"
     assert "a" not in fields
+
+
+def test_keycloak_comma_list_with_a_comma_inside_a_quoted_value_falls_back_to_the_tokenizer() -> None:
+    fields, _ = parse_key_values('type="LOGIN", scope="openid, profile", username="kim"')
+    assert fields == {"type": "LOGIN", "scope": "openid, profile", "username": "kim"}
+
+
+def test_keycloak_comma_list_fast_path() -> None:
+    fields, message = parse_key_values('type="LOGIN_ERROR", realmId="pacs", error=user_not_found')
+    assert fields == {"type": "LOGIN_ERROR", "realmId": "pacs", "error": "user_not_found"}
+    assert message == ""

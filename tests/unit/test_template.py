@@ -104,9 +104,7 @@ CFN_SHORT_TAGS = (
 )
 
 
-def _construct_cfn_tag(
-    loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node
-) -> dict[str, Any]:
+def _construct_cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
     if tag_suffix not in CFN_SHORT_TAGS:
         raise yaml.constructor.ConstructorError(
             None, None, f"unknown CloudFormation tag !{tag_suffix}", node.start_mark
@@ -131,15 +129,13 @@ CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
 
 
 def load_cfn_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=CfnLoader)  # CfnLoader derives from SafeLoader
+    return yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader derives from SafeLoader
 
 
 # ---------------------------------------------------------------------------
 # Template helpers
 # ---------------------------------------------------------------------------
-def walk(
-    node: Any, path: tuple[Any, ...] = ()
-) -> Iterator[tuple[tuple[Any, ...], Any]]:
+def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
     """Yield (path, value) for every node of a loaded template."""
     yield path, node
     if isinstance(node, dict):
@@ -164,20 +160,12 @@ def referenced_ids(node: Any) -> set[str]:
         sub = value.get("Fn::Sub")
         sub_str = sub[0] if isinstance(sub, list) else sub
         if isinstance(sub_str, str):
-            found.update(
-                m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", sub_str)
-            )
+            found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", sub_str))
     return {ref for ref in found if not ref.startswith("AWS::")}
 
 
-def resources_of_type(
-    template: dict[str, Any], *types: str
-) -> dict[str, dict[str, Any]]:
-    return {
-        name: res
-        for name, res in template["Resources"].items()
-        if res.get("Type") in types
-    }
+def resources_of_type(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res.get("Type") in types}
 
 
 def function_globals(template: dict[str, Any]) -> dict[str, Any]:
@@ -185,9 +173,7 @@ def function_globals(template: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
-def effective_function_property(
-    template: dict[str, Any], function: dict[str, Any], name: str
-) -> Any:
+def effective_function_property(template: dict[str, Any], function: dict[str, Any], name: str) -> Any:
     """A function property as SAM resolves it (the function's own value wins over Globals)."""
     props = function.get("Properties", {})
     return props.get(name, function_globals(template).get(name))
@@ -195,15 +181,11 @@ def effective_function_property(
 
 def effective_layers(template: dict[str, Any], function: dict[str, Any]) -> list[Any]:
     # SAM merges list-valued globals: Globals entries first, then the function's own.
-    return list(function_globals(template).get("Layers", [])) + list(
-        function["Properties"].get("Layers", [])
-    )
+    return list(function_globals(template).get("Layers", [])) + list(function["Properties"].get("Layers", []))
 
 
 def effective_env(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(
-        function_globals(template).get("Environment", {}).get("Variables", {})
-    )
+    merged = dict(function_globals(template).get("Environment", {}).get("Variables", {}))
     merged.update(function["Properties"].get("Environment", {}).get("Variables", {}))
     return merged
 
@@ -217,12 +199,8 @@ def log_group_name(template: dict[str, Any], value: Any) -> str:
         return str(sub[0] if isinstance(sub, list) else sub)
     if isinstance(value, dict) and "Ref" in value:
         target = template["Resources"].get(value["Ref"])
-        assert target is not None, (
-            f"LogGroupName refers to unknown resource/parameter {value['Ref']!r}"
-        )
-        assert target["Type"] == "AWS::Logs::LogGroup", (
-            f"{value['Ref']} is not a log group"
-        )
+        assert target is not None, f"LogGroupName refers to unknown resource/parameter {value['Ref']!r}"
+        assert target["Type"] == "AWS::Logs::LogGroup", f"{value['Ref']} is not a log group"
         return log_group_name(template, target["Properties"]["LogGroupName"])
     raise AssertionError(f"cannot interpret log group name {value!r}")
 
@@ -239,9 +217,7 @@ def subscription_targets(template: dict[str, Any]) -> list[tuple[str, Any]]:
                         event["Properties"]["LogGroupName"],
                     )
                 )
-    for name, res in resources_of_type(
-        template, "AWS::Logs::SubscriptionFilter"
-    ).items():
+    for name, res in resources_of_type(template, "AWS::Logs::SubscriptionFilter").items():
         targets.append((name, res["Properties"]["LogGroupName"]))
     return targets
 
@@ -369,21 +345,15 @@ def test_globals_environment(template: dict[str, Any]) -> None:
 # Runtime / architecture
 # ---------------------------------------------------------------------------
 def test_every_function_is_python312_on_arm64(template: dict[str, Any]) -> None:
-    functions = resources_of_type(
-        template, "AWS::Serverless::Function", "AWS::Lambda::Function"
-    )
+    functions = resources_of_type(template, "AWS::Serverless::Function", "AWS::Lambda::Function")
     assert functions, "template defines no functions"
     for name, fn in functions.items():
         assert effective_function_property(template, fn, "Runtime") == PY_RUNTIME, name
-        assert effective_function_property(template, fn, "Architectures") == [ARCH], (
-            name
-        )
+        assert effective_function_property(template, fn, "Architectures") == [ARCH], name
 
 
 def test_every_layer_is_built_for_python312_arm64(template: dict[str, Any]) -> None:
-    layers = resources_of_type(
-        template, "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"
-    )
+    layers = resources_of_type(template, "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
     assert "CoreLayer" in layers
     for name, layer in layers.items():
         props = layer["Properties"]
@@ -413,15 +383,11 @@ def test_ingest_function_code_and_handler(ingest: dict[str, Any]) -> None:
     assert (TEMPLATE_PATH.parent / "functions" / "ingest" / "app.py").is_file()
 
 
-def test_ingest_function_uses_core_layer(
-    template: dict[str, Any], ingest: dict[str, Any]
-) -> None:
+def test_ingest_function_uses_core_layer(template: dict[str, Any], ingest: dict[str, Any]) -> None:
     assert {"Ref": "CoreLayer"} in effective_layers(template, ingest)
 
 
-def test_ingest_function_environment(
-    template: dict[str, Any], ingest: dict[str, Any]
-) -> None:
+def test_ingest_function_environment(template: dict[str, Any], ingest: dict[str, Any]) -> None:
     env = effective_env(template, ingest)
     assert env["LOGPIPE_PARKING_QUEUE_URL"] == {"Ref": "ParkingQueue"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
@@ -430,11 +396,10 @@ def test_ingest_function_environment(
 
 def test_ingest_function_policies_are_least_privilege(ingest: dict[str, Any]) -> None:
     props = ingest["Properties"]
-    assert "Role" not in props, (
-        "an explicit role would bypass the policy templates checked here"
-    )
+    assert "Role" not in props, "an explicit role would bypass the policy templates checked here"
     policies = props["Policies"]
-    assert isinstance(policies, list) and policies
+    assert isinstance(policies, list)
+    assert policies
     for policy in policies:
         # Strings are managed policy names/ARNs and dicts with Statement are
         # inline documents: both are too easy to make broader than needed.
@@ -442,15 +407,11 @@ def test_ingest_function_policies_are_least_privilege(ingest: dict[str, Any]) ->
         assert len(policy) == 1, policy
         (template_name, args) = next(iter(policy.items()))
         assert template_name in INGEST_ALLOWED_POLICY_TEMPLATES, template_name
-        assert referenced_ids(args) == {"ParkingQueue"}, (
-            f"{template_name} must target only ParkingQueue"
-        )
+        assert referenced_ids(args) == {"ParkingQueue"}, f"{template_name} must target only ParkingQueue"
 
 
 def test_no_hand_written_iam_resources(template: dict[str, Any]) -> None:
-    iam = resources_of_type(
-        template, "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"
-    )
+    iam = resources_of_type(template, "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
     assert not iam, f"IAM resources bypass the least-privilege checks: {sorted(iam)}"
 
 
@@ -482,12 +443,8 @@ def test_pipeline_log_groups_are_never_subscribed(template: dict[str, Any]) -> N
     }
     for origin, target in targets:
         name = log_group_name(template, target)
-        assert not name.startswith("/aws/lambda/"), (
-            f"{origin} subscribes a Lambda log group ({name})"
-        )
-        assert referenced_ids(target).isdisjoint(own_groups), (
-            f"{origin} subscribes the pipeline's own log group"
-        )
+        assert not name.startswith("/aws/lambda/"), f"{origin} subscribes a Lambda log group ({name})"
+        assert referenced_ids(target).isdisjoint(own_groups), f"{origin} subscribes the pipeline's own log group"
 
 
 # ---------------------------------------------------------------------------
@@ -498,13 +455,9 @@ def test_parking_queue_redrives_to_dlq(resources: dict[str, dict[str, Any]]) -> 
     dlq = resources["ParkingDeadLetterQueue"]
     assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
     redrive = queue["Properties"]["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {
-        "Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]
-    }
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] == 5
-    assert "RedrivePolicy" not in dlq["Properties"], (
-        "the DLQ must be the end of the chain"
-    )
+    assert "RedrivePolicy" not in dlq["Properties"], "the DLQ must be the end of the chain"
 
 
 def test_parking_queues_retention_and_encryption(
@@ -515,9 +468,7 @@ def test_parking_queues_retention_and_encryption(
         props = resources[name]["Properties"]
         assert props["MessageRetentionPeriod"] == fourteen_days, name
         # SSE-SQS now; a customer-managed KMS key replaces it later.
-        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, (
-            name
-        )
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, name
 
 
 def test_parking_queue_visibility_timeout_covers_six_function_timeouts(
@@ -526,16 +477,15 @@ def test_parking_queue_visibility_timeout_covers_six_function_timeouts(
     ingest: dict[str, Any],
 ) -> None:
     timeout = effective_function_property(template, ingest, "Timeout")
-    assert isinstance(timeout, int) and timeout > 0
+    assert isinstance(timeout, int)
+    assert timeout > 0
     assert resources["ParkingQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
 
 
 # ---------------------------------------------------------------------------
 # Example subscribed source
 # ---------------------------------------------------------------------------
-def test_example_log_group_is_subscribed_to_ingest(
-    template: dict[str, Any], ingest: dict[str, Any]
-) -> None:
+def test_example_log_group_is_subscribed_to_ingest(template: dict[str, Any], ingest: dict[str, Any]) -> None:
     events = {
         name: event
         for name, event in ingest["Properties"].get("Events", {}).items()
@@ -544,9 +494,7 @@ def test_example_log_group_is_subscribed_to_ingest(
     assert events, "IngestFunction has no CloudWatchLogs event"
     for name, event in events.items():
         assert event["Properties"]["FilterPattern"] == "", name
-        assert log_group_name(template, event["Properties"]["LogGroupName"]).startswith(
-            "/aws/ecs/"
-        ), name
+        assert log_group_name(template, event["Properties"]["LogGroupName"]).startswith("/aws/ecs/"), name
 
 
 def test_subscribed_log_groups_follow_naming_and_tagging_convention(
@@ -561,15 +509,11 @@ def test_subscribed_log_groups_follow_naming_and_tagging_convention(
     for group in subscribed:
         props = group["Properties"]
         name = log_group_name(template, props["LogGroupName"])
-        assert re.fullmatch(
-            r"/aws/ecs/(\$\{ExampleServiceName\}|[a-z0-9-]+)/application", name
-        ), name
+        assert re.fullmatch(r"/aws/ecs/(\$\{ExampleServiceName\}|[a-z0-9-]+)/application", name), name
         tags = tags_as_dict(props["Tags"])
         for key, value in EXAMPLE_LOG_GROUP_TAGS.items():
             assert tags.get(key) == value, f"{name}: tag {key}"
-        assert tags.get("RetentionDays") == str(props["RetentionInDays"]), (
-            f"{name}: RetentionDays tag"
-        )
+        assert tags.get("RetentionDays") == str(props["RetentionInDays"]), f"{name}: RetentionDays tag"
         assert tags.get("Environment") == {"Ref": "Environment"}
         assert tags.get("Project") == "pacs-logpipe"
 
@@ -578,9 +522,7 @@ def test_example_log_group_name_uses_service_parameter(
     resources: dict[str, dict[str, Any]],
 ) -> None:
     props = resources["ExampleApplicationLogGroup"]["Properties"]
-    assert props["LogGroupName"] == {
-        "Fn::Sub": "/aws/ecs/${ExampleServiceName}/application"
-    }
+    assert props["LogGroupName"] == {"Fn::Sub": "/aws/ecs/${ExampleServiceName}/application"}
     assert props["RetentionInDays"] == 14
 
 
@@ -593,14 +535,10 @@ def test_every_retention_value_is_allowed_by_cloudwatch(
     checked = 0
     for path, value in walk(template):
         if path and path[-1] == "RetentionInDays":
-            assert value in ALLOWED_RETENTION_DAYS, (
-                f"{'.'.join(map(str, path))} = {value!r}"
-            )
+            assert value in ALLOWED_RETENTION_DAYS, f"{'.'.join(map(str, path))} = {value!r}"
             checked += 1
         if isinstance(value, dict) and value.get("Key") == "RetentionDays":
-            assert int(value["Value"]) in ALLOWED_RETENTION_DAYS, (
-                f"{'.'.join(map(str, path))} = {value!r}"
-            )
+            assert int(value["Value"]) in ALLOWED_RETENTION_DAYS, f"{'.'.join(map(str, path))} = {value!r}"
             checked += 1
     assert checked >= 3  # two log groups + the RetentionDays tag
 
@@ -608,19 +546,11 @@ def test_every_retention_value_is_allowed_by_cloudwatch(
 def test_every_logpipe_env_var_is_known(template: dict[str, Any]) -> None:
     names: list[tuple[str, str]] = []
     for path, value in walk(template):
-        if (
-            len(path) >= 2
-            and path[-2:] == ("Environment", "Variables")
-            and isinstance(value, dict)
-        ):
+        if len(path) >= 2 and path[-2:] == ("Environment", "Variables") and isinstance(value, dict):
             names.extend((".".join(map(str, path)), key) for key in value)
     logpipe = [(where, name) for where, name in names if name.startswith("LOGPIPE_")]
     assert logpipe, "no LOGPIPE_* variables found - is the walker broken?"
-    unknown = [
-        f"{where}.{name}"
-        for where, name in logpipe
-        if name not in LOGPIPE_ENV_ALLOW_LIST
-    ]
+    unknown = [f"{where}.{name}" for where, name in logpipe if name not in LOGPIPE_ENV_ALLOW_LIST]
     assert not unknown, f"unknown LOGPIPE_* environment variables (typo?): {unknown}"
 
 
@@ -632,11 +562,7 @@ def test_every_reference_resolves(template: dict[str, Any]) -> None:
 
 def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
-    assert outputs["IngestFunctionArn"]["Value"] == {
-        "Fn::GetAtt": ["IngestFunction", "Arn"]
-    }
+    assert outputs["IngestFunctionArn"]["Value"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
     assert outputs["ParkingQueueUrl"]["Value"] == {"Ref": "ParkingQueue"}
-    assert outputs["ParkingDeadLetterQueueUrl"]["Value"] == {
-        "Ref": "ParkingDeadLetterQueue"
-    }
+    assert outputs["ParkingDeadLetterQueueUrl"]["Value"] == {"Ref": "ParkingDeadLetterQueue"}
     assert outputs["CoreLayerArn"]["Value"] == {"Ref": "CoreLayer"}

@@ -56,6 +56,7 @@ _PLATFORM_REQUEST_ID = re.compile(r"RequestId: (?P<rid>[0-9a-f-]+)")
 _REPORT_FIELD = re.compile(r"(?P<key>[A-Z][A-Za-z ]+): (?P<value>[\d.]+) (?P<unit>ms|MB)")
 _KEY_VALUE = re.compile(r'(?<![\w.\-/])(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>"(?:[^"\\]|\\.)*"|[^\s,;"]*)')
 _KEY_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
+_KEY_VALUE_LIST_START = re.compile(r"[A-Za-z_][\w.\-]*=")
 _PLATFORM_PREFIXES = ("START RequestId:", "END RequestId:", "REPORT RequestId:", "INIT_START", "INIT_REPORT")
 _LOGFMT_HINT = re.compile(r"[a-z_]+=")
 _JSON_LEVEL_KEYS = ("level", "levelname", "severity", "log.level", "lvl", "loglevel")
@@ -93,11 +94,27 @@ def _parse_key_values_regex(text: str) -> tuple[dict[str, str], str]:
     return fields, " ".join(remainder.split())
 
 
+def _comma_list(text: str) -> dict[str, str] | None:
+    """``k=v, k="v", ...`` as Keycloak writes its events: C-level splits instead of a tokenizer."""
+    if _KEY_VALUE_LIST_START.match(text) is None:
+        return None
+    # Escaped quotes were excluded by the caller, so every '"' here is a value delimiter.
+    unquoted = text.replace('"', "") if '"' in text else text
+    try:
+        return dict(item.split("=", 1) for item in unquoted.split(", "))
+    except ValueError:  # an item without "=" (e.g. a quoted value holding ", "): general tokenizer
+        return None
+
+
 def parse_key_values(text: str) -> tuple[dict[str, str], str]:
     """Extract ``key=value`` pairs (quoted or not); return them and the words between them."""
     if '\\"' in text:
         # Escaped quotes need the full grammar; they are rare enough to afford the regex.
         return _parse_key_values_regex(text)
+    if ", " in text:
+        listed = _comma_list(text)
+        if listed is not None:
+            return listed, ""
     # A whitespace split runs in C and is ~3x cheaper than any regex scan of the same line.
     tokens = text.split()
     fields: dict[str, str] = {}
