@@ -37,7 +37,7 @@ while True:
     if len(data) * 3 // 4 >= target:
         break
 pipeline = IngestPipeline(Settings(environment="prod"), rules=load_metric_rules(), parking=MemoryParkingLot(),
-                          scrub=Scrubber.default().scrub, emf_writer=lambda line: None)
+                          scrubber=Scrubber.default(), emf_writer=lambda line: None, keep_records=True)
 event = {"awslogs": {"data": data}}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 summary = pipeline.run(event).to_dict()

@@ -15,6 +15,7 @@ from logpipe.metrics import load_metric_rules, summarize
 from logpipe.parking import MemoryParkingLot, ParkReason
 from logpipe.pipeline import IngestPipeline, IngestSummary
 from logpipe.records import LogRecord
+from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
 from logpipe.sinks import Delivery, DeliveryOutcome
 from payloads import data_message, encode, subscription_event
@@ -51,7 +52,7 @@ class Harness:
             Settings(environment="prod", scrub_enabled=scrub),
             rules=load_metric_rules(),
             parking=self.parking,
-            scrub=lambda text: text.replace("hong@example.com", "[REDACTED:email]"),
+            scrubber=Scrubber.default(),
             sinks=[self.errors, self.llm],
             emf_writer=lambda line: self.emf.append(json.loads(line)),
             clock=lambda: NOW_MS / 1000,
@@ -199,6 +200,39 @@ def test_every_event_is_accounted_for() -> None:
     )
     other_lines = result["records"]["other"]  # each "other" record here is one line
     assert record_lines + other_lines + result["malformed"]["events"] == result["events_in"]
+
+
+def test_records_leaving_for_sinks_are_scrubbed_in_every_part() -> None:
+    harness = Harness()
+    messages = [
+        '{"level":"ERROR","message":"Upload failed for hong@example.com","PatientName":"HONG^GILDONG",'
+        '"extra":{"phone":"010-1234-5678"},"exc_info":"Traceback (most recent call last):\\nValueError: bad PatientID=P-000123"}',
+        '{"level":"INFO","event":"llm_call","model":"gpt-4o-mini","prompt":"Summarize for hong@example.com",'
+        '"completion":"ok","prompt_tokens":10,"completion_tokens":2}',
+    ]
+    harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/errors", messages, start_ms=NOW_MS)))
+    [error] = harness.errors.received
+    [llm] = harness.llm.received
+    for text in (
+        error.raw,
+        error.message,
+        error.exception or "",
+        json.dumps(error.fields),
+        llm.raw,
+        json.dumps(llm.fields),
+    ):
+        for secret in ("hong@example.com", "HONG^GILDONG", "010-1234-5678", "P-000123"):
+            assert secret not in text
+    assert error.message == "Upload failed for [REDACTED:email]"
+    assert error.fields["PatientName"] != "HONG^GILDONG"
+    assert llm.fields["prompt"] == "Summarize for [REDACTED:email]"
+    assert llm.fields["prompt_tokens"] == 10  # counts are not secrets
+
+
+def test_scrubbing_can_be_switched_off() -> None:
+    harness = Harness(scrub=False)
+    harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
+    assert "hong@example.com" in harness.errors.received[0].message
 
 
 def test_metrics_can_be_switched_off() -> None:

@@ -29,7 +29,7 @@ def _batch(log_group: str, messages: list[str], events: list[object] | None = No
 
 def _records(log_group: str, messages: list[str]) -> list[LogRecord]:
     batch = _batch(log_group, messages)
-    records, bad = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"), None)
+    records, bad = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))
     assert bad == []
     return records
 
@@ -150,7 +150,7 @@ def test_out_of_order_events_are_ordered_before_reassembly() -> None:
     document = data_message("/aws/ecs/pacs-backend/application", PYTHON_SPLIT[1:8])
     events = list(reversed(document["logEvents"]))
     batch = _batch("/aws/ecs/pacs-backend/application", [], events)
-    records, _ = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"), None)
+    records, _ = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))
     assert len(records) == 1
     assert records[0].exception is not None
     assert records[0].exception.endswith("ValueError: study not found")
@@ -163,23 +163,9 @@ def test_events_missing_fields_are_returned_as_bad_not_dropped() -> None:
         "not even an object",
     ]
     batch = _batch("/aws/ecs/api/application", [], events)
-    records, bad = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"), None)
+    records, bad = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))
     assert [record.message for record in records] == ["fine"]
     assert [item.problem for item in bad] == ["log event has no integer timestamp", "log event is not an object"]
-
-
-def test_scrub_runs_on_every_event_before_parsing() -> None:
-    batch = _batch("/aws/ecs/api/application", ["user a@b.com logged in", "  continuation with a@b.com"])
-    seen: list[str] = []
-
-    def scrub(text: str) -> str:
-        seen.append(text)
-        return text.replace("a@b.com", "[REDACTED:email]")
-
-    records, _ = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"), scrub)
-    assert len(seen) == 2
-    assert "a@b.com" not in records[0].raw
-    assert "[REDACTED:email]" in records[0].raw
 
 
 def test_record_origin_and_service_come_from_the_batch() -> None:

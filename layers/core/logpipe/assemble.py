@@ -1,4 +1,4 @@
-"""Turn a decoded batch into records: scrub each event, reassemble split stack traces, parse.
+"""Turn a decoded batch into records: reassemble split stack traces, parse.
 
 The awslogs driver writes every line of a stack trace as its own event. Those continuation lines
 are folded into the record they belong to, so one exception is one record (and one Sentry event),
@@ -8,7 +8,7 @@ not one per line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,6 @@ _JAVA_EXCEPTION_LINE = re.compile(
 _POSTGRES_CONTINUATION = re.compile(
     r"[^\n]*?:\[\d+\]:(?P<severity>DETAIL|HINT|STATEMENT|CONTEXT|QUERY|LOCATION):\s+(?P<text>.*)\Z", re.DOTALL
 )
-
-Scrub = Callable[[str], str]
 
 
 class _Unit:
@@ -114,13 +112,11 @@ def _ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
-def _units(events: list[dict[str, Any]], scrub: Scrub | None, postgres: bool) -> Iterator[_Unit]:
+def _units(events: list[dict[str, Any]], postgres: bool) -> Iterator[_Unit]:
     """Group events into units (head + continuation lines); only multi-line units allocate a list."""
     unit: _Unit | None = None
     for event in events:
         message: str = event["message"]
-        if scrub is not None:
-            message = scrub(message)
         if unit is not None:
             first = message[:1]
             # Most lines start with a timestamp or "{": they can only be heads, so skip the checks.
@@ -146,11 +142,7 @@ def _units(events: list[dict[str, Any]], scrub: Scrub | None, postgres: bool) ->
         yield unit
 
 
-def assemble_records(
-    batch: LogBatch,
-    context: StreamContext,
-    scrub: Scrub | None,
-) -> tuple[list[LogRecord], list[BadEvent]]:
+def assemble_records(batch: LogBatch, context: StreamContext) -> tuple[list[LogRecord], list[BadEvent]]:
     """Parse every event of a batch into records; return the records and the unusable events."""
     good: list[dict[str, Any]] = []
     bad: list[BadEvent] = []
@@ -165,7 +157,7 @@ def assemble_records(
             good.append(event)
         else:
             bad.append(BadEvent(event, event_problem(event) or "log event is malformed"))
-    records = [_record(unit, context) for unit in _units(_ordered(good), scrub, postgres=context.platform == "rds")]
+    records = [_record(unit, context) for unit in _units(_ordered(good), postgres=context.platform == "rds")]
     return records, bad
 
 

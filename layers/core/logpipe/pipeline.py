@@ -1,4 +1,8 @@
-"""The ingest pipeline: decode -> assemble (scrub, reassemble, parse) -> classify -> metrics -> sinks -> park.
+"""The ingest pipeline: decode -> assemble (reassemble, parse) -> classify -> metrics -> scrub -> sinks -> park.
+
+Scrubbing happens at the boundary: every record handed to a sink and every parked item is scrubbed
+in full (message, raw text, exception, fields); records that never leave the function (the "other"
+kind, which only feeds the metric rules) are not, because nothing of them leaves but numbers.
 
 Order matters for retries: everything that can fail is done before the first externally visible
 side effect (EMF on stdout), so the one failure that must fail the invocation -- the parking queue
@@ -12,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -26,7 +30,17 @@ from logpipe.records import LogRecord
 from logpipe.settings import Settings
 from logpipe.sinks import DeliveryOutcome, Sink
 
-Scrub = Callable[[str], str]
+
+class TextScrubber(Protocol):
+    """What the pipeline needs from the scrubber (``logpipe.scrub.Scrubber``)."""
+
+    def scrub(self, text: str) -> str:
+        """Mask PII and secrets in text; return the same object when nothing matched."""
+        ...
+
+    def scrub_value(self, value: object) -> object:
+        """Mask PII and secrets inside structured values; return the same object when unchanged."""
+        ...
 
 
 class HealthPublisher(Protocol):
@@ -93,7 +107,7 @@ class IngestPipeline:
         *,
         rules: MetricRuleSet,
         parking: ParkingLot,
-        scrub: Scrub | None,
+        scrubber: TextScrubber | None,
         sinks: Sequence[Sink] = (),
         health: HealthPublisher | None = None,
         emf_writer: Callable[[bytes], object] = _stdout_writer,
@@ -105,7 +119,7 @@ class IngestPipeline:
         self.settings = settings
         self.rules = rules
         self.parking = parking
-        self.scrub = scrub if settings.scrub_enabled else None
+        self.scrubber = scrubber if settings.scrub_enabled else None
         self.sinks = tuple(sinks)
         self.health = health
         self.emf_writer = emf_writer
@@ -159,7 +173,7 @@ class IngestPipeline:
         counters: Counter[str],
     ) -> None:
         context = stream_context(batch, self.settings.region, self.settings.environment)
-        records, bad_events = assemble_records(batch, context, self.scrub)
+        records, bad_events = assemble_records(batch, context)
         for bad in bad_events:
             counters["malformed_events"] += 1
             body = orjson.dumps(bad.event, default=str).decode()
@@ -167,7 +181,7 @@ class IngestPipeline:
                 ParkedItem(
                     reason=ParkReason.MALFORMED_EVENT,
                     detail=bad.problem,
-                    body=self.scrub(body) if self.scrub else body,
+                    body=self._scrub_text(body),
                     item_id=item_id_for(batch.payload_id, body),
                     log_group=batch.log_group,
                     log_stream=batch.log_stream,
@@ -184,11 +198,37 @@ class IngestPipeline:
         for record in records:
             kind = classify(record)
             kind_counts[kind] += 1
-            if keep or kind in wanted:
-                by_kind[kind].append(record)
             observe(record)
+            if kind in wanted:
+                by_kind[kind].append(self._scrub_record(record))
+            elif keep:
+                by_kind[kind].append(record)
         for kind, count in kind_counts.items():
             counters[f"records.{kind.value}"] += count
+
+    def _scrub_text(self, text: str) -> str:
+        return text if self.scrubber is None else self.scrubber.scrub(text)
+
+    def _scrub_record(self, record: LogRecord) -> LogRecord:
+        """The record as it may leave the function: every text part and every field scrubbed."""
+        scrubber = self.scrubber
+        if scrubber is None:
+            return record
+        raw = scrubber.scrub(record.raw)
+        if raw is record.raw:
+            # Message, exception and fields were all parsed out of ``raw``: a clean raw text means
+            # clean parts, so the (much costlier) walk over every field is only paid when needed.
+            return record
+        message = scrubber.scrub(record.message)
+        exception = None if record.exception is None else scrubber.scrub(record.exception)
+        fields = scrubber.scrub_value(record.fields)
+        return replace(
+            record,
+            raw=raw,
+            message=message,
+            exception=exception,
+            fields=fields if isinstance(fields, Mapping) else record.fields,
+        )
 
     def _deliver(self, by_kind: Mapping[RecordKind, list[LogRecord]], counters: Counter[str]) -> None:
         for sink in self.sinks:
@@ -204,7 +244,7 @@ class IngestPipeline:
     def _park_malformed_payload(self, error: MalformedPayloadError, source: str, counters: Counter[str]) -> None:
         counters["malformed_payloads"] += 1
         counters[f"malformed.{error.kind.value}"] += 1
-        body = self.scrub(error.salvage) if self.scrub else error.salvage
+        body = self._scrub_text(error.salvage)
         self.parking.park(
             ParkedItem(
                 reason=ParkReason.MALFORMED_PAYLOAD,
@@ -225,8 +265,8 @@ class IngestPipeline:
         events = []
         for event in batch.events:
             message = event.get("message") if isinstance(event, dict) else None
-            if isinstance(message, str) and self.scrub is not None:
-                event = {**event, "message": self.scrub(message)}  # noqa: PLW2901 - scrubbed copy, error path only
+            if isinstance(message, str) and self.scrubber is not None:
+                event = {**event, "message": self.scrubber.scrub(message)}  # noqa: PLW2901 - scrubbed copy, error path only
             events.append(event)
         body = orjson.dumps(
             {"logGroup": batch.log_group, "logStream": batch.log_stream, "owner": batch.owner, "logEvents": events},

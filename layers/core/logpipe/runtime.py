@@ -43,7 +43,7 @@ def build_ingest_pipeline(settings: Settings) -> IngestPipeline:
         settings,
         rules=load_metric_rules(settings.metric_rules_path),
         parking=build_parking(settings, logger),
-        scrub=scrubber.scrub if scrubber is not None else None,
+        scrubber=scrubber,
         sinks=build_sinks(settings),
         health=HealthMetrics(settings.environment, service=PIPELINE_SERVICE),
         logger=logger,

@@ -1,0 +1,730 @@
+"""Unit tests for logpipe.scrub: bundled rules, engine behaviour, rules-file loading and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logpipe.scrub import Scrubber, ScrubRule, ScrubRulesError, load_scrub_rules
+
+pytestmark = pytest.mark.unit
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+    ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+EMAIL = "[REDACTED:email]"
+PHONE = "[REDACTED:phone]"
+RRN = "[REDACTED:rrn]"
+CARD = "[REDACTED:card]"
+JWT_MASK = "[REDACTED:jwt]"
+TOKEN = "[REDACTED:token]"
+AWS = "[REDACTED:aws_key]"
+PASSWORD = "[REDACTED:password]"
+SECRET = "[REDACTED:secret]"
+DICOM = "[REDACTED:dicom]"
+
+
+@pytest.fixture(scope="module")
+def scrubber() -> Scrubber:
+    return Scrubber.default()
+
+
+# ---------------------------------------------------------------------------
+# Bundled rules: real-looking values are masked ...
+# ---------------------------------------------------------------------------
+
+POSITIVE: list[tuple[str, str, str]] = [
+    # (rule, input, expected output)
+    ("email", "contact john.doe@example.com now", f"contact {EMAIL} now"),
+    ("email", '{"email": "kim.minsu+pacs@hospital.co.kr"}', f'{{"email": "{EMAIL}"}}'),
+    ("email", "GET /api/users?email=john.doe%40example.com&page=2", f"GET /api/users?email={EMAIL}&page=2"),
+    (
+        "email",
+        "https://viewer.example.com/share/jane_doe@example.org/study",
+        f"https://viewer.example.com/share/{EMAIL}/study",
+    ),
+    ("email", "mailto:Jane.Doe@Example.COM", f"mailto:{EMAIL}"),
+    ("phone", "010-1234-5678", PHONE),
+    ("phone", "call 01012345678 now", f"call {PHONE} now"),
+    ("phone", "office 02-123-4567", f"office {PHONE}"),
+    ("phone", "office 031-987-6543.", f"office {PHONE}."),
+    ("phone", "intl +82-10-1234-5678", f"intl {PHONE}"),
+    ("phone", "intl +82 10 1234 5678", f"intl {PHONE}"),
+    ("phone", "intl +821012345678", f"intl {PHONE}"),
+    ("phone", '{"phone":"010 9876 5432"}', f'{{"phone":"{PHONE}"}}'),
+    ("phone", "연락처:010-1234-5678입니다", f"연락처:{PHONE}입니다"),
+    ("rrn", "900101-1234567", RRN),
+    ("rrn", "rrn=851231-2345678 not found", f"rrn={RRN} not found"),
+    ("rrn", '{"rrn": "020304-3456789"}', f'{{"rrn": "{RRN}"}}'),
+    ("rrn", "foreigner 900101-5234567", f"foreigner {RRN}"),
+    ("card", "4111111111111111", CARD),
+    ("card", "card 4111 1111 1111 1111 ok", f"card {CARD} ok"),
+    ("card", "card=4111-1111-1111-1111", f"card={CARD}"),
+    ("card", "mc 5555555555554444", f"mc {CARD}"),
+    ("card", "mc2 2223003122003222", f"mc2 {CARD}"),
+    ("card", "amex 378282246310005", f"amex {CARD}"),
+    ("card", "amex 3782 822463 10005", f"amex {CARD}"),
+    ("card", "discover 6011111111111117", f"discover {CARD}"),
+    ("card", '{"pan": "4012888888881881"}', f'{{"pan": "{CARD}"}}'),
+    ("jwt", f"session {JWT} end", f"session {JWT_MASK} end"),
+    ("jwt", "unsigned eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjMifQ.", f"unsigned {JWT_MASK}"),
+    ("jwt", f'{{"session": "{JWT}"}}', f'{{"session": "{JWT_MASK}"}}'),
+    ("bearer", "Authorization: Bearer abcDEF123456789xyz", f"Authorization: Bearer {TOKEN}"),
+    ("bearer", "bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a", f"bearer {TOKEN}"),
+    ("bearer", "AUTHORIZATION: BEARER opaqueTokenValue", f"AUTHORIZATION: BEARER {TOKEN}"),
+    ("bearer", "Authorization: Basic dXNlcjpwYXNzd29yZA==", f"Authorization: Basic {TOKEN}"),
+    ("bearer", '{"Authorization": "Bearer abc.def-ghi_123"}', f'{{"Authorization": "Bearer {TOKEN}"}}'),
+    ("aws_access_key", "key AKIAIOSFODNN7EXAMPLE used", f"key {AWS} used"),
+    ("aws_access_key", "sts ASIAY34FZKBOKMUTVV7A", f"sts {AWS}"),
+    ("aws_access_key", f"aws_secret_access_key={AWS_SECRET}", f"aws_secret_access_key={AWS}"),
+    ("aws_access_key", f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}", f"export AWS_SECRET_ACCESS_KEY={AWS}"),
+    ("aws_access_key", f'{{"aws_secret_access_key": "{AWS_SECRET}"}}', f'{{"aws_secret_access_key": "{AWS}"}}'),
+    ("aws_access_key", f'{{"SecretAccessKey":"{AWS_SECRET}"}}', f'{{"SecretAccessKey":"{AWS}"}}'),
+    ("url_password", "postgres://pacs:s3cr3t@db:5432/pacs", f"postgres://pacs:{PASSWORD}@db:5432/pacs"),
+    ("url_password", "redis://:hunter2@cache:6379/0", f"redis://:{PASSWORD}@cache:6379/0"),
+    ("url_password", "amqp://guest:p%40ss@mq/vhost", f"amqp://guest:{PASSWORD}@mq/vhost"),
+    ("url_password", '{"dsn": "mysql://root:toor@10.0.0.5/db"}', f'{{"dsn": "mysql://root:{PASSWORD}@10.0.0.5/db"}}'),
+    ("secret_kv", "password=hunter2", f"password={SECRET}"),
+    ("secret_kv", "passwd: abc123 next", f"passwd: {SECRET} next"),
+    ("secret_kv", "pwd=x", f"pwd={SECRET}"),
+    ("secret_kv", "secret=y", f"secret={SECRET}"),
+    ("secret_kv", "client_secret=z", f"client_secret={SECRET}"),
+    ("secret_kv", "api_key=k", f"api_key={SECRET}"),
+    ("secret_kv", "apikey=k2", f"apikey={SECRET}"),
+    ("secret_kv", "access_token=t", f"access_token={SECRET}"),
+    ("secret_kv", "refresh_token=r", f"refresh_token={SECRET}"),
+    ("secret_kv", "token=tt", f"token={SECRET}"),
+    ("secret_kv", "DB_PASSWORD=Sup3r!", f"DB_PASSWORD={SECRET}"),
+    ("secret_kv", "X-Api-Key: abcdef", f"X-Api-Key: {SECRET}"),
+    ("secret_kv", '{"password": "hunter2", "user": "kim"}', f'{{"password": "{SECRET}", "user": "kim"}}'),
+    ("secret_kv", '{"accessToken":"abc"}', f'{{"accessToken":"{SECRET}"}}'),
+    ("secret_kv", r'{"password": "a\"b"}', f'{{"password": "{SECRET}"}}'),
+    ("secret_kv", "{'password': 'hunter2'}", f"{{'password': '{SECRET}'}}"),
+    ("secret_kv", 'password="hunter 2" user=kim', f'password="{SECRET}" user=kim'),
+    ("secret_kv", r'{"message": "{\"password\": \"hunter2\"}"}', rf'{{"message": "{{\"password\": \"{SECRET}\"}}"}}'),
+    (
+        "secret_kv",
+        "jdbc:postgresql://db/pacs?user=pacs&password=s3cret&ssl=true",
+        f"jdbc:postgresql://db/pacs?user=pacs&password={SECRET}&ssl=true",
+    ),
+    ("secret_kv", "token: Bearer abc123", f"token: {SECRET}"),
+    ("dicom_patient", "PatientName=DOE^JOHN", f"PatientName={DICOM}"),
+    ("dicom_patient", "PatientID: 12345", f"PatientID: {DICOM}"),
+    ("dicom_patient", "PatientBirthDate=19900101 sex=M", f"PatientBirthDate={DICOM} sex=M"),
+    ("dicom_patient", "PatientName=DOE^JOHN PatientID=12345", f"PatientName={DICOM} PatientID={DICOM}"),
+    ("dicom_patient", '{"PatientName": "DOE^JOHN"}', f'{{"PatientName": "{DICOM}"}}'),
+    ("dicom_patient", '{"patient_id": "P12345"}', f'{{"patient_id": "{DICOM}"}}'),
+    ("dicom_patient", "Patient Name: John Doe, age 42", f"Patient Name: {DICOM}, age 42"),
+    ("dicom_patient", r"OtherPatientIDs=ID1\ID2 next=1", f"OtherPatientIDs={DICOM} next=1"),
+    ("dicom_patient", "(0010,0010) PN [DOE^JOHN]  # 8, 1 PatientName", f"(0010,0010) PN [{DICOM}]  # 8, 1 PatientName"),
+    ("dicom_patient", "(0010,0020) LO [12345]", f"(0010,0020) LO [{DICOM}]"),
+    ("dicom_patient", "(0010,0030) DA [19900101]", f"(0010,0030) DA [{DICOM}]"),
+    ("dicom_patient", "(0010,0010)=DOE^JOHN", f"(0010,0010)={DICOM}"),
+    ("dicom_patient", "tag 0010,0020=12345", f"tag 0010,0020={DICOM}"),
+    (
+        "dicom_patient",
+        "(0010,0010) Patient's Name      PN: 'DOE^JOHN'",
+        f"(0010,0010) Patient's Name      PN: '{DICOM}'",
+    ),
+    (
+        "dicom_patient",
+        '{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JOHN"}]}}',
+        f'{{"00100010": {{"vr": "PN", "Value": [{{"Alphabetic": "{DICOM}"}}]}}}}',
+    ),
+    (
+        "dicom_patient",
+        '{"00100010":{"vr":"PN","Value":[{"Alphabetic":"HONG^GILDONG","Ideographic":"洪^吉洞","Phonetic":"홍^길동"}]}}',
+        f'{{"00100010":{{"vr":"PN","Value":[{{"Alphabetic":"{DICOM}"}}]}}}}',
+    ),
+    (
+        "dicom_patient",
+        '{"00101000": {"vr": "LO", "Value": ["ID1", "ID2"]}}',
+        f'{{"00101000": {{"vr": "LO", "Value": ["{DICOM}"]}}}}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "text", "expected"), POSITIVE, ids=[f"{r}:{t[:40]}" for r, t, _ in POSITIVE])
+def test_bundled_rule_masks(scrubber: Scrubber, rule: str, text: str, expected: str) -> None:
+    assert rule in scrubber.rule_names
+    assert scrubber.scrub(text) == expected
+
+
+# ---------------------------------------------------------------------------
+# ... and near-miss look-alikes are left untouched (same object back)
+# ---------------------------------------------------------------------------
+
+NEGATIVE: list[tuple[str, str]] = [
+    ("email", "icon@2x.png"),
+    ("email", "lodash@4.17.21"),
+    ("email", "user@localhost"),
+    ("email", "reply to @example.com"),
+    ("email", "image nginx@sha256:0b1c2d"),
+    ("email", "a@b.c"),
+    ("phone", "uid 1.2.840.113619.2.55.3.604688119.969.1268071029.320"),
+    ("phone", "ts 2026-11-22T01:02:03.456Z"),
+    ("phone", "2026-11-22 01:02:03,456 INFO started"),
+    ("phone", '{"timestamp":"2026-11-22 01:02:03,456+0000"}'),
+    ("phone", "epoch 1763773323456"),
+    ("phone", "id 3f2b9c1e-8a4d-4e2f-9b1a-0c7d6e5f4a3b"),
+    ("phone", "id 01234567-0123-4567-8901-234567890123"),
+    ("phone", "duration=1234"),
+    ("phone", "010-1234-567"),
+    ("phone", "0101234567890"),
+    ("phone", "host 10.0.12.34:104"),
+    ("phone", "call 1588-1234"),
+    ("rrn", "900132-1234567"),
+    ("rrn", "901301-1234567"),
+    ("rrn", "900101-9234567"),
+    ("rrn", "123456-12345678"),
+    ("rrn", "epoch 1763773323456"),
+    ("card", "4111111111111112"),
+    ("card", "epoch 1763773323456"),
+    ("card", "epoch us 1763773323456789"),
+    ("card", "span 4f3a9b2c1d0e8f7a"),
+    ("card", "luhn-valid but no issuer 1234567812345670"),
+    ("card", "uid 1.2.840.4111111111111111"),
+    ("card", "ref x4111111111111111"),
+    ("card", "account 123456789012"),
+    ("jwt", "cursor eyJzdWIiOiIxMjMifQ"),
+    ("jwt", "eyJabc.def"),
+    ("jwt", "keyJoin.eyJx.y"),
+    ("bearer", "bearer token missing"),
+    ("bearer", "Bearer authentication required"),
+    ("bearer", "basic information"),
+    ("bearer", "Basic auth failed"),
+    ("bearer", "the bearer of bad news"),
+    ("aws_access_key", "AKIAIOSFODNN7EXAMPL"),
+    ("aws_access_key", "akiaiosfodnn7example"),
+    ("aws_access_key", "XAKIAIOSFODNN7EXAMPLE"),
+    ("aws_access_key", "AKIAIOSFODNN7EXAMPLEX"),
+    ("aws_access_key", "AIDAIOSFODNN7EXAMPLE"),
+    ("aws_access_key", f"blob {AWS_SECRET}"),
+    ("aws_access_key", "timezone Asia/Seoul"),
+    ("url_password", "http://localhost:8080/health"),
+    ("url_password", "https://host/a:b@c"),
+    ("secret_kv", '{"prompt_tokens": 123, "completion_tokens": 7}'),
+    ("secret_kv", '"total_tokens": 50'),
+    ("secret_kv", "completion_tokens=12"),
+    ("secret_kv", '{"usage": {"input_tokens": 10, "output_tokens": 20}}'),
+    ("secret_kv", '{"max_token": 100}'),
+    ("secret_kv", "max_tokens=4096 max_token=4096"),
+    ("secret_kv", '{"password": null, "token": 42}'),
+    ("secret_kv", '{"has_password": true}'),
+    ("secret_kv", '{"password_changed_at": "2026-01-01"}'),
+    ("secret_kv", '{"passwordPolicy": {"minLength": 8}}'),
+    ("secret_kv", "invalid password for user kim"),
+    ("secret_kv", "tokenizer=bpe secretary=Kim"),
+    ("secret_kv", 'password="" token='),
+    ("dicom_patient", "PatientIdentityRemoved=YES"),
+    ("dicom_patient", "ReferringPhysicianName=DR^WHO"),
+    ("dicom_patient", '{"PatientName": null}'),
+    ("dicom_patient", "patients=42 patient_count=3"),
+    ("dicom_patient", "(0020,000D) UI [1.2.3]"),
+    ("dicom_patient", '{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}'),
+    ("dicom_patient", "(0010,0040) CS []"),
+]
+
+
+@pytest.mark.parametrize(("rule", "text"), NEGATIVE, ids=[f"{r}:{t[:40]}" for r, t in NEGATIVE])
+def test_bundled_rule_leaves_look_alikes(scrubber: Scrubber, rule: str, text: str) -> None:
+    assert rule in scrubber.rule_names
+    assert scrubber.scrub(text) is text
+
+
+# ---------------------------------------------------------------------------
+# Whole-scrubber properties
+# ---------------------------------------------------------------------------
+
+
+def test_default_rule_names() -> None:
+    assert Scrubber.default().rule_names == (
+        "url_password",
+        "jwt",
+        "bearer",
+        "aws_access_key",
+        "secret_kv",
+        "email",
+        "dicom_patient",
+        "phone",
+        "rrn",
+        "card",
+    )
+
+
+def test_default_is_shared() -> None:
+    assert Scrubber.default() is Scrubber.default()
+
+
+def test_load_default_rules_matches_default_scrubber() -> None:
+    assert tuple(r.name for r in load_scrub_rules()) == Scrubber.default().rule_names
+    assert load_scrub_rules(None) == load_scrub_rules()
+
+
+@pytest.mark.parametrize("text", [text for _, text, _ in POSITIVE], ids=[f"{r}:{t[:40]}" for r, t, _ in POSITIVE])
+def test_scrub_is_idempotent(scrubber: Scrubber, text: str) -> None:
+    once = scrubber.scrub(text)
+    twice = scrubber.scrub(once)
+    assert twice == once
+    assert twice is once
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "START RequestId: 3f2b9c1e-8a4d-4e2f-9b1a-0c7d6e5f4a3b Version: $LATEST",
+        '{"level":"INFO","message":"stored instance","sopInstanceUid":"1.2.840.113619.2.55.3.604688119.969.1268071029.320"}',
+        "REPORT RequestId: x\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 512 MB",
+        "2026-11-22 01:02:03,456 INFO  [storescp-3] C-STORE-RQ from CT_SCANNER_1 (10.0.12.34:104) status=0x0000",
+        "환자 검사 저장 완료",
+    ],
+)
+def test_clean_text_is_returned_as_the_same_object(scrubber: Scrubber, text: str) -> None:
+    assert scrubber.scrub(text) is text
+
+
+@pytest.mark.parametrize("rule", load_scrub_rules(), ids=lambda r: r.name)
+def test_bundled_gates_never_hide_a_match(rule: ScrubRule) -> None:
+    # Triggers and prefilters only skip work: with them removed the rule
+    # must give the same result on every example, positive or negative.
+    ungated = Scrubber([dataclasses.replace(rule, triggers=(), prefilter=None)])
+    gated = Scrubber([rule])
+    corpus = [t for _, t, _ in POSITIVE] + [t for _, t in NEGATIVE] + [json.dumps(d) for _, d, _ in JSON_DOCS]
+    mismatches = [t for t in corpus if gated.scrub(t) != ungated.scrub(t)]
+    assert mismatches == []
+    assert any(gated.scrub(t) != t for t in corpus)
+
+
+def test_several_kinds_in_one_line(scrubber: Scrubber) -> None:
+    line = (
+        "user john@example.com phone 010-1234-5678 rrn 900101-1234567 card 4111111111111111 "
+        f"jwt {JWT} key AKIAIOSFODNN7EXAMPLE dsn postgres://u:pw@db/x password=hunter2 PatientID=P1"
+    )
+    out = scrubber.scrub(line)
+    for secret in ("john@", "010-1234", "900101", "4111", "eyJ", "AKIA", ":pw@", "hunter2", "=P1"):
+        assert secret not in out
+    for mask in (EMAIL, PHONE, RRN, CARD, JWT_MASK, AWS, PASSWORD, SECRET, DICOM):
+        assert mask in out
+
+
+def test_multiline_text(scrubber: Scrubber) -> None:
+    text = 'Traceback (most recent call last):\n  File "app.py", line 3\nValueError: bad email bob@example.com\n'
+    assert (
+        scrubber.scrub(text)
+        == f'Traceback (most recent call last):\n  File "app.py", line 3\nValueError: bad email {EMAIL}\n'
+    )
+
+
+JSON_DOCS: list[tuple[str, dict[str, Any], str]] = [
+    # (kind, document, secret that must be gone)
+    ("email", {"msg": "mail sent", "to": "kim@hospital.co.kr"}, "kim@hospital"),
+    ("email", {"url": "https://x.example/u?e=kim%40hospital.kr"}, "kim%40"),
+    ("phone", {"phone": "010-1234-5678", "n": 1}, "010-1234"),
+    ("phone", {"msg": "call +82 10 1234 5678 please"}, "1234 5678"),
+    ("rrn", {"rrn": "900101-1234567"}, "900101"),
+    ("card", {"card": "4111 1111 1111 1111"}, "4111"),
+    ("card", {"card": 4111111111111111, "amount": 10}, "4111"),
+    ("card", {"cards": [4111111111111111, 5555555555554444]}, "4111"),
+    ("jwt", {"session": JWT}, "eyJ"),
+    ("bearer", {"headers": {"Authorization": "Bearer abcDEF123456789xyz"}}, "abcDEF"),
+    ("aws_access_key", {"key": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": AWS_SECRET}, "AKIA"),
+    ("url_password", {"dsn": "postgres://pacs:s3cr3t@db:5432/pacs"}, "s3cr3t"),
+    ("secret_kv", {"password": 'hun"ter\\2', "api_key": "k-123", "usage": {"total_tokens": 9}}, "hun"),
+    ("secret_kv", {"message": json.dumps({"password": "hunter2", "token": "abc"})}, "hunter2"),
+    ("dicom_patient", {"PatientName": "DOE^JOHN", "PatientID": "12345"}, "DOE^JOHN"),
+    ("dicom_patient", {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JOHN"}]}}, "DOE^JOHN"),
+    ("dicom_patient", {"00101000": {"vr": "LO", "Value": ["ID1", "ID2"]}, "x": 1}, "ID2"),
+    ("dicom_patient", {"message": json.dumps({"PatientName": "DOE^JOHN"})}, "DOE^JOHN"),
+]
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize(
+    ("kind", "doc", "secret"), JSON_DOCS, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(JSON_DOCS)]
+)
+def test_json_stays_valid(scrubber: Scrubber, kind: str, doc: dict[str, Any], secret: str, indent: int | None) -> None:
+    text = json.dumps(doc, indent=indent, ensure_ascii=False)
+    out = scrubber.scrub(text)
+    assert secret not in out
+    assert "[REDACTED:" in out
+    parsed = json.loads(out)
+    assert parsed.keys() == doc.keys()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"card": 4111111111111111}', f'{{"card": "{CARD}"}}'),
+        ('{"card":\n  4111111111111111\n}', f'{{"card":\n  "{CARD}"\n}}'),
+        ('{"cards": [4111111111111111, 5555555555554444]}', f'{{"cards": ["{CARD}", "{CARD}"]}}'),
+        ("[4111111111111111]", f'["{CARD}"]'),
+        # Inside a string the same number must not get extra quotes.
+        ('{"m": "card 4111111111111111, ok"}', f'{{"m": "card {CARD}, ok"}}'),
+        ('{"m": "cards [4111111111111111, 1]"}', f'{{"m": "cards [{CARD}, 1]"}}'),
+        ('{"m": "x \\" [4111111111111111]"}', f'{{"m": "x \\" [{CARD}]"}}'),
+        # Not JSON at all: left as plain text.
+        ("cards [4111111111111111, 1]", f"cards [{CARD}, 1]"),
+    ],
+)
+def test_bare_json_number_is_quoted(scrubber: Scrubber, text: str, expected: str) -> None:
+    out = scrubber.scrub(text)
+    assert out == expected
+    if text.startswith(("{", "[")):
+        json.loads(out)
+
+
+# ---------------------------------------------------------------------------
+# scrub_value on structured fields
+# ---------------------------------------------------------------------------
+
+
+def test_scrub_value_nested(scrubber: Scrubber) -> None:
+    value = {
+        "level": "INFO",
+        "user": {"email": "kim@hospital.co.kr", "roles": ["rad", "admin"]},
+        "events": [{"phone": "010-1234-5678"}, "note: rrn 900101-1234567", 42, None, 1.5],
+        "tuple": ("AKIAIOSFODNN7EXAMPLE", "plain"),
+    }
+    out = scrubber.scrub_value(value)
+    assert out == {
+        "level": "INFO",
+        "user": {"email": EMAIL, "roles": ["rad", "admin"]},
+        "events": [{"phone": PHONE}, f"note: rrn {RRN}", 42, None, 1.5],
+        "tuple": (AWS, "plain"),
+    }
+    assert isinstance(out, dict)
+    assert out["user"]["roles"] is value["user"]["roles"]  # type: ignore[index]
+    assert value["user"]["email"] == "kim@hospital.co.kr"  # type: ignore[index]
+
+
+def test_scrub_value_uses_the_key(scrubber: Scrubber) -> None:
+    value = {
+        "password": "hunter2",
+        "client_secret": "abc",
+        "PatientName": "DOE^JOHN",
+        "00100020": {"vr": "LO", "Value": ["P12345"]},
+        "usage": {"prompt_tokens": 12, "total_tokens": 20},
+        "token": 5,
+    }
+    assert scrubber.scrub_value(value) == {
+        "password": SECRET,
+        "client_secret": SECRET,
+        "PatientName": DICOM,
+        "00100020": {"vr": "LO", "Value": [DICOM]},
+        "usage": {"prompt_tokens": 12, "total_tokens": 20},
+        "token": 5,
+    }
+
+
+def test_scrub_value_key_that_is_itself_pii(scrubber: Scrubber) -> None:
+    out = scrubber.scrub_value({"kim@hospital.co.kr": {"password": "x"}})
+    assert out == {"kim@hospital.co.kr": {"password": SECRET}}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"level": "INFO", "nested": {"list": [1, "two", {"three": 3.0}]}, "token_count": 3},
+        ["a", ("b", "c"), {"d": None}],
+        "plain text",
+        12345,
+        None,
+        {"blob": b"\x00\x01"},
+    ],
+)
+def test_scrub_value_returns_same_object_when_clean(scrubber: Scrubber, value: object) -> None:
+    assert scrubber.scrub_value(value) is value
+
+
+def test_scrub_value_with_values_json_cannot_encode(scrubber: Scrubber) -> None:
+    sentinel = object()
+    value = {"secret": {"email": "kim@hospital.co.kr", "obj": sentinel}, "n": {"obj": sentinel}}
+    out = scrubber.scrub_value(value)
+    assert out == {"secret": {"email": EMAIL, "obj": sentinel}, "n": {"obj": sentinel}}
+    assert isinstance(out, dict)
+    assert out["n"] is value["n"]
+
+
+# ---------------------------------------------------------------------------
+# Engine features, with small hand-made rules
+# ---------------------------------------------------------------------------
+
+
+def test_context_groups_keep_key_and_mask_value() -> None:
+    rule = ScrubRule("kv", r"(?P<pre>key=)\w+(?P<post>;)", "[X]", triggers=("key=",))
+    assert Scrubber([rule]).scrub("a key=value; b") == "a key=[X]; b"
+
+
+def test_empty_context_groups_work_as_markers() -> None:
+    rule = ScrubRule("kv", r"key=(?P<pre>)\w+", "[X]", triggers=("key",))
+    assert Scrubber([rule]).scrub("key=value") == "key=[X]"
+
+
+def test_context_groups_per_alternative() -> None:
+    rule = ScrubRule("kv", r"a=(?P<pre_a>)\d+|<b>(?P<pre_b>)\w+(?P<post_b>)</b>", "[X]", triggers=("a=", "<b>"))
+    assert Scrubber([rule]).scrub("a=1 <b>two</b>") == "a=[X] <b>[X]</b>"
+
+
+def test_same_group_names_in_two_rules() -> None:
+    first = ScrubRule("first", r"(?P<pre>x=)(?P<v>\d+)", "[1]")
+    second = ScrubRule("second", r"(?P<pre>y=)(?P<v>\d+)", "[2]")
+    assert Scrubber([first, second]).scrub("x=1 y=2") == "x=[1] y=[2]"
+
+
+def test_named_backreference_and_conditional_survive_renaming() -> None:
+    rule = ScrubRule("quoted", r"(?P<q>['\"])?v=(?P<pre>)\w+(?P<post>)(?(q)(?P=q))", "[X]")
+    scrub = Scrubber([rule, ScrubRule("other", r"(?P<q>zz)", "[Z]")]).scrub
+    assert scrub("'v=abc' v=def \"v=ghi\" zz") == "'v=[X]' v=[X] \"v=[X]\" [Z]"
+
+
+def test_validator_rejection_keeps_text() -> None:
+    rule = ScrubRule("card", r"\d{13,19}", "[C]", validator="luhn")
+    scrub = Scrubber([rule]).scrub
+    assert scrub("4111111111111111 4111111111111112") == "[C] 4111111111111112"
+    text = "only 4111111111111112"
+    assert scrub(text) is text
+
+
+def test_luhn_validator_ignores_separators() -> None:
+    rule = ScrubRule("card", r"\d{4}(?: \d{4}){3}", "[C]", validator="luhn")
+    assert Scrubber([rule]).scrub("4111 1111 1111 1111") == "[C]"
+
+
+def test_triggers_gate_the_rule() -> None:
+    # A trigger is a promise that the rule cannot match without it; a wrong
+    # promise silently disables the rule, which is what this demonstrates.
+    gated = ScrubRule("word", r"secret", "[S]", triggers=("zzz",))
+    text = "a secret here"
+    assert Scrubber([gated]).scrub(text) is text
+    assert Scrubber([gated]).scrub("zzz secret") == "zzz [S]"
+
+
+def test_triggers_are_case_insensitive() -> None:
+    rule = ScrubRule("word", r"[sS][eE][cC][rR][eE][tT]", "[S]", triggers=("SeCrEt",))
+    assert Scrubber([rule]).scrub("a SECRET and a secret") == "a [S] and a [S]"
+
+
+def test_prefilter_gates_the_rule() -> None:
+    rule = ScrubRule("num", r"\d{3}", "[N]", prefilter=r"#\d")
+    scrub = Scrubber([rule]).scrub
+    text = "order 123"
+    assert scrub(text) is text
+    assert scrub("order #123") == "order #[N]"
+
+
+def test_trigger_or_prefilter_opens_the_rule() -> None:
+    rule = ScrubRule("num", r"\d{3}", "[N]", triggers=("no.",), prefilter=r"#\d")
+    scrub = Scrubber([rule]).scrub
+    assert scrub("no. 123") == "no. [N]"
+    assert scrub("#123") == "#[N]"
+    text = "x 123"
+    assert scrub(text) is text
+
+
+def test_rule_without_gates_always_runs() -> None:
+    assert Scrubber([ScrubRule("num", r"\d{3}", "[N]")]).scrub("x 123") == "x [N]"
+
+
+def test_ignore_case() -> None:
+    rule = ScrubRule("word", r"secret", "[S]", triggers=("secret",), ignore_case=True)
+    assert Scrubber([rule]).scrub("SECRET Secret") == "[S] [S]"
+
+
+def test_earlier_rule_wins_at_the_same_position() -> None:
+    long_rule = ScrubRule("long", r"abc", "[L]")
+    short_rule = ScrubRule("short", r"ab", "[S]")
+    assert Scrubber([long_rule, short_rule]).scrub("abc") == "[L]"
+    assert Scrubber([short_rule, long_rule]).scrub("abc") == "[S]c"
+
+
+def test_top_level_alternation_in_a_rule() -> None:
+    rules = [ScrubRule("either", r"cat|dog", "[A]"), ScrubRule("bird", r"owl", "[B]")]
+    assert Scrubber(rules).scrub("cat owl dog") == "[A] [B] [A]"
+
+
+def test_no_rules() -> None:
+    scrubber = Scrubber([])
+    text = "kim@hospital.co.kr"
+    assert scrubber.rule_names == ()
+    assert scrubber.scrub(text) is text
+    assert repr(scrubber) == "Scrubber(rules=[])"
+
+
+def test_many_rule_subsets_stay_correct() -> None:
+    # More distinct trigger combinations than the subset cache holds; the
+    # scrubber falls back to the full regex and must give the same answers.
+    rules = [ScrubRule(f"r{i}", rf"k{i}=\d+", f"[{i}]", triggers=(f"k{i}=",)) for i in range(12)]
+    scrubber = Scrubber(rules)
+    for a in range(12):
+        for b in range(12):
+            assert scrubber.scrub(f"k{a}=1 k{b}=2") == f"k{a}=1 k{b}=2".replace(f"k{a}=1", f"[{a}]").replace(
+                f"k{b}=2", f"[{b}]"
+            )
+
+
+# ---------------------------------------------------------------------------
+# Rules files
+# ---------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, doc: object, name: str = "rules.json") -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def _rule(**overrides: object) -> dict[str, object]:
+    rule: dict[str, object] = {"name": "ticket", "pattern": r"TCK-\d+", "replacement": "[REDACTED:ticket]"}
+    rule.update(overrides)
+    return rule
+
+
+def test_custom_rules_file(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        {
+            "version": 1,
+            "description": "only tickets and e-mail",
+            "rules": [
+                _rule(triggers=["tck-"], description="internal ticket ids"),
+                {
+                    "name": "email",
+                    "pattern": [r"[\w.+-]+", "@", r"[\w-]+\.[\w.]+"],
+                    "replacement": "[MAIL]",
+                    "triggers": ["@"],
+                    "prefilter": None,
+                    "ignore_case": False,
+                    "validator": None,
+                },
+            ],
+        },
+    )
+    rules = load_scrub_rules(path)
+    assert [r.name for r in rules] == ["ticket", "email"]
+    assert rules[1].pattern == r"[\w.+-]+@[\w-]+\.[\w.]+"
+    scrubber = Scrubber(rules)
+    assert (
+        scrubber.scrub("TCK-42 by kim@x.org, call 010-1234-5678") == "[REDACTED:ticket] by [MAIL], call 010-1234-5678"
+    )
+    assert load_scrub_rules(str(path)) == rules
+
+
+def test_custom_file_can_drop_all_rules(tmp_path: Path) -> None:
+    rules = load_scrub_rules(_write(tmp_path, {"version": 1, "rules": []}))
+    text = "kim@hospital.co.kr 010-1234-5678"
+    assert rules == ()
+    assert Scrubber(rules).scrub(text) is text
+
+
+BAD_FILES: list[tuple[str, object, str]] = [
+    # (id, document or raw text, expected message fragment)
+    ("invalid-json", "{not json", "not valid JSON"),
+    ("duplicate-json-key", '{"version": 1, "version": 1, "rules": []}', "duplicate key(s) 'version'"),
+    ("top-not-object", [], "top level must be a JSON object"),
+    ("unknown-top-key", {"version": 1, "rules": [], "extra": 1}, "unknown top-level key(s): extra"),
+    ("missing-version", {"rules": []}, "'version' must be 1"),
+    ("wrong-version", {"version": 2, "rules": []}, "'version' must be 1, got 2"),
+    ("bool-version", {"version": True, "rules": []}, "'version' must be 1"),
+    ("rules-not-list", {"version": 1, "rules": {}}, "'rules' must be a list"),
+    ("rule-not-object", {"version": 1, "rules": ["x"]}, "rule #0: must be a JSON object"),
+    ("unknown-rule-key", {"version": 1, "rules": [_rule(flags="i")]}, "rule 'ticket' (#0): unknown key(s): flags"),
+    (
+        "missing-key",
+        {"version": 1, "rules": [{"name": "ticket", "pattern": "x"}]},
+        "missing required key(s): replacement",
+    ),
+    ("name-type", {"version": 1, "rules": [_rule(name=3)]}, "rule #0: 'name' must be a string"),
+    ("pattern-type", {"version": 1, "rules": [_rule(pattern=3)]}, "'pattern' must be a string or a non-empty list"),
+    (
+        "pattern-empty-list",
+        {"version": 1, "rules": [_rule(pattern=[])]},
+        "'pattern' must be a string or a non-empty list",
+    ),
+    ("triggers-type", {"version": 1, "rules": [_rule(triggers="tck")]}, "'triggers' must be a list of strings"),
+    ("empty-trigger", {"version": 1, "rules": [_rule(triggers=[""])]}, "triggers must be non-empty strings"),
+    ("prefilter-type", {"version": 1, "rules": [_rule(prefilter=1)]}, "'prefilter' must be a string or null"),
+    ("ignore-case-type", {"version": 1, "rules": [_rule(ignore_case="yes")]}, "'ignore_case' must be true or false"),
+    ("validator-type", {"version": 1, "rules": [_rule(validator=1)]}, "'validator' must be a string or null"),
+    ("bad-regex", {"version": 1, "rules": [_rule(pattern="TCK-(\\d+")]}, "rule 'ticket': bad pattern: missing )"),
+    ("bad-prefilter", {"version": 1, "rules": [_rule(prefilter="[")]}, "rule 'ticket': bad prefilter"),
+    ("empty-match", {"version": 1, "rules": [_rule(pattern="x*")]}, "pattern matches the empty string"),
+    ("numbered-backref", {"version": 1, "rules": [_rule(pattern=r"(a)\1")]}, "numbered back-references"),
+    ("numbered-conditional", {"version": 1, "rules": [_rule(pattern=r"(a)?(?(1)b|c)")]}, "numbered group references"),
+    ("global-flag", {"version": 1, "rules": [_rule(pattern="(?i)tck")]}, "cannot be combined with other rules"),
+    ("replacement-quote", {"version": 1, "rules": [_rule(replacement='"X"')]}, "is not JSON-safe"),
+    ("replacement-backslash", {"version": 1, "rules": [_rule(replacement="X\\Y")]}, "is not JSON-safe"),
+    ("replacement-control", {"version": 1, "rules": [_rule(replacement="X\nY")]}, "is not JSON-safe"),
+    ("replacement-empty", {"version": 1, "rules": [_rule(replacement="")]}, "replacement must not be empty"),
+    ("unknown-validator", {"version": 1, "rules": [_rule(validator="iban")]}, "unknown validator 'iban'; known: luhn"),
+    ("duplicate-name", {"version": 1, "rules": [_rule(), _rule()]}, "rule 'ticket': duplicate rule name"),
+    ("name-digit-start", {"version": 1, "rules": [_rule(name="1card")]}, "name must be letters"),
+    ("name-hyphen", {"version": 1, "rules": [_rule(name="my-rule")]}, "name must be letters"),
+    ("name-double-underscore", {"version": 1, "rules": [_rule(name="a__b")]}, "name must be letters"),
+    ("name-too-long", {"version": 1, "rules": [_rule(name="n" * 65)]}, "at most 64 characters"),
+]
+
+
+@pytest.mark.parametrize(("doc", "fragment"), [(d, f) for _, d, f in BAD_FILES], ids=[i for i, _, _ in BAD_FILES])
+def test_bad_rules_file(tmp_path: Path, doc: object, fragment: str) -> None:
+    path = _write(tmp_path, doc)
+    with pytest.raises(ScrubRulesError) as info:
+        load_scrub_rules(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert fragment in message
+
+
+def test_missing_rules_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.json"
+    with pytest.raises(ScrubRulesError, match="cannot read rules file") as info:
+        load_scrub_rules(path)
+    assert str(path) in str(info.value)
+
+
+def test_rules_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"version": 1, "rules": [], "description": "\xe9"}')
+    with pytest.raises(ScrubRulesError, match="cannot read rules file"):
+        load_scrub_rules(path)
+
+
+def test_scrub_rules_error_is_a_value_error() -> None:
+    assert issubclass(ScrubRulesError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("rules", "fragment"),
+    [
+        ([ScrubRule("bad name", "x", "[X]")], "name must be letters"),
+        ([ScrubRule("a", "x", "[X]"), ScrubRule("a", "y", "[Y]")], "duplicate rule name"),
+        ([ScrubRule("a", "(", "[X]")], "bad pattern"),
+        ([ScrubRule("a", "x", 'say "x"')], "not JSON-safe"),
+        ([ScrubRule("a", "x", "[X]", validator="nope")], "unknown validator"),
+        ([ScrubRule("a", "x", "[X]", triggers="x")], "wrong types"),  # type: ignore[arg-type]
+        ([ScrubRule("a", "x", "[X]", ignore_case=1)], "wrong types"),  # type: ignore[arg-type]
+    ],
+)
+def test_scrubber_validates_rules_built_in_code(rules: list[ScrubRule], fragment: str) -> None:
+    with pytest.raises(ScrubRulesError, match="<rules>: rule") as info:
+        Scrubber(rules)
+    assert fragment in str(info.value)
+
+
+def test_bundled_rules_file_is_documented_and_well_formed() -> None:
+    path = Path(__file__).parents[2] / "layers" / "core" / "logpipe" / "rules" / "scrub.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["version"] == 1
+    for rule in doc["rules"]:
+        assert rule["description"]
+        assert rule["replacement"].startswith("[REDACTED:")
+        # Bundled rules avoid whole-rule IGNORECASE: it disables the regex
+        # engine's first-character scan and costs several times more.
+        assert rule["ignore_case"] is False
