@@ -29,7 +29,7 @@ from logpipe.pipeline import IngestPipeline
 from logpipe.records import LogRecord
 from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
-from logpipe.sinks import Delivery, DeliveryOutcome
+from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 from logpipe_cli.workload import kinesis_event, synthesize_workload
 
 TARGET_RATIO = 0.5
@@ -43,8 +43,8 @@ class NullSink:
         self.name = f"null-{kind.value}"
         self.kind = kind
 
-    def send(self, records: Sequence[LogRecord]) -> Sequence[Delivery]:
-        """Report every record as delivered."""
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:  # noqa: ARG002
+        """Report every record as delivered (the context is not needed to deliver nowhere)."""
         return [Delivery(record.event_id, DeliveryOutcome.DELIVERED) for record in records]
 
     def flush(self) -> None:

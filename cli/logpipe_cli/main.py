@@ -55,6 +55,12 @@ def _cmd_functions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    from logpipe_cli.smoke import main_smoke
+
+    return main_smoke(args.stack, metric_timeout_s=args.metric_timeout, region=args.region)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="logpipe", description=__doc__)
@@ -71,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.set_defaults(run=_cmd_demo)
     functions_parser = commands.add_parser("functions", help="list the functions in template.yaml")
     functions_parser.set_defaults(run=_cmd_functions)
+    smoke_parser = commands.add_parser("smoke", help="post-deploy smoke check of a deployed stack (uses AWS)")
+    smoke_parser.add_argument("--stack", required=True, help="the CloudFormation stack name, e.g. pacs-logpipe")
+    smoke_parser.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    smoke_parser.add_argument(
+        "--metric-timeout", type=float, default=300.0, help="seconds to wait for the synthetic event's metric"
+    )
+    smoke_parser.set_defaults(run=_cmd_smoke)
     return parser
 
 

@@ -11,9 +11,10 @@ from logpipe.settings import Settings
 _pipeline: IngestPipeline | None = None
 
 
-def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:  # noqa: ARG001 - Lambda signature
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:  # LambdaContext
     """Route one subscription event; return the counts per kind and outcome."""
     global _pipeline  # noqa: PLW0603 - one pipeline (clients, rules) per container, built on first use
     if _pipeline is None:
         _pipeline = build_ingest_pipeline(Settings.from_env())
-    return _pipeline.run(event).to_dict()
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    return _pipeline.run(event, remaining_ms).to_dict()

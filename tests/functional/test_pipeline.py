@@ -12,12 +12,12 @@ import pytest
 
 from logpipe.classify import RecordKind
 from logpipe.metrics import load_metric_rules, summarize
-from logpipe.parking import MemoryParkingLot, ParkReason
+from logpipe.parking import MemoryParkingLot, ParkingError, ParkReason
 from logpipe.pipeline import IngestPipeline, IngestSummary
 from logpipe.records import LogRecord
 from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
-from logpipe.sinks import Delivery, DeliveryOutcome
+from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 from payloads import data_message, encode, subscription_event
 
 pytestmark = pytest.mark.functional
@@ -34,7 +34,7 @@ class RecordingSink:
         self.received: list[LogRecord] = []
         self.flushes = 0
 
-    def send(self, records: Sequence[LogRecord]) -> Sequence[Delivery]:
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:
         self.received.extend(records)
         return [Delivery(record.event_id, DeliveryOutcome.DELIVERED) for record in records]
 
@@ -240,3 +240,21 @@ def test_metrics_can_be_switched_off() -> None:
     harness.pipeline.settings = Settings(environment="prod", metrics_enabled=False)
     harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
     assert harness.emf == []
+
+
+class BrokenParkingLot(MemoryParkingLot):
+    """A parking lot whose queue is unreachable."""
+
+    def flush(self) -> int:
+        msg = "could not park 1 messages: EndpointConnectionError"
+        raise ParkingError(msg)
+
+
+def test_parking_failure_after_sends_never_raises_and_keeps_items_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness()
+    harness.pipeline.parking = BrokenParkingLot()
+    result = harness.run({"awslogs": {"data": MALFORMED["not_json"]}}).to_dict()
+    assert result["parked"] == 0
+    assert result["parking_failures"] == 1
+    assert "Parking failed: item kept in this log as a last resort" in caplog.text
+    assert "hong@example.com" not in caplog.text

@@ -57,3 +57,18 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.environment = "prod"  # type: ignore[misc]
+
+
+def test_sentry_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "LOGPIPE_SENTRY_DSN": "https://k@s.example.com/1",
+            "LOGPIPE_SENTRY_MAX_PER_FINGERPRINT": "3",
+            "LOGPIPE_DEAD_LETTER_QUEUE_URL": "https://sqs/dlq",
+        },
+    )
+    assert settings.sentry_dsn == "https://k@s.example.com/1"
+    assert settings.sentry_max_per_fingerprint == 3
+    assert settings.dead_letter_queue_url == "https://sqs/dlq"
+    with pytest.raises(SettingsError, match="LOGPIPE_SENTRY_MAX_PER_FINGERPRINT must be a positive integer"):
+        Settings.from_env({"LOGPIPE_SENTRY_MAX_PER_FINGERPRINT": "0"})

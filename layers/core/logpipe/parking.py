@@ -7,7 +7,8 @@ message size into numbered parts (sharing the item's id) instead of dropping the
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY_BYTES = 200 * 1024
 _SQS_BATCH_SIZE = 10
 _SQS_BATCH_BYTES = 250 * 1024
+_SQS_MAX_DELAY = 900
 
 
 class ParkReason(StrEnum):
@@ -31,6 +33,7 @@ class ParkReason(StrEnum):
     MALFORMED_EVENT = "malformed_event"
     PROCESSING_ERROR = "processing_error"
     SINK_RETRY = "sink_retry"
+    SINK_REJECTED = "sink_rejected"
 
 
 class ParkingError(RuntimeError):
@@ -50,6 +53,8 @@ class ParkedItem:
     source: str = ""
     not_before: float | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    # Dead-lettered items need a human (rejected by a sink, or input nothing can process).
+    dead_letter: bool = False
 
     def to_message(self, part: int = 1, parts: int = 1, body: str | None = None) -> bytes:
         """The JSON document stored in the queue."""
@@ -65,6 +70,7 @@ class ParkedItem:
                 "log_stream": self.log_stream,
                 "source": self.source,
                 "not_before": self.not_before,
+                "dead_letter": self.dead_letter,
                 "attributes": self.attributes,
                 "body": self.body if body is None else body,
             },
@@ -147,10 +153,18 @@ class SqsParkingLot:
     """Parks items on an SQS queue in batches of ten; the client is created on first use."""
 
     def __init__(
-        self, queue_url: str, client: SQSClient | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        queue_url: str,
+        client: SQSClient | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        dead_letter_url: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Remember the queue; no AWS call happens until ``flush``."""
+        """Remember the queues; no AWS call happens until ``flush``."""
         self.queue_url = queue_url
+        # Without a dead-letter queue, dead-lettered items stay on the parking queue (marked as such).
+        self.dead_letter_url = dead_letter_url or queue_url
+        self._clock = clock
         self._client = client
         self._max_body_bytes = max_body_bytes
         self._pending: list[ParkedItem] = []
@@ -172,31 +186,38 @@ class SqsParkingLot:
         if not self._pending:
             return 0
         item_count = len(self._pending)
-        entries: list[SendMessageBatchRequestEntryTypeDef] = []
+        by_queue: dict[str, list[SendMessageBatchRequestEntryTypeDef]] = {}
+        now = self._clock()
         for item in self._pending:
+            queue = self.dead_letter_url if item.dead_letter else self.queue_url
+            entries = by_queue.setdefault(queue, [])
             chunks = split_body(item.body, self._max_body_bytes)
+            # SQS holds a message back for at most 15 minutes; replay re-checks not_before beyond that.
+            delay = 0 if item.not_before is None else int(min(max(item.not_before - now, 0), _SQS_MAX_DELAY))
             for index, chunk in enumerate(chunks, start=1):
                 attributes: dict[str, Any] = {
                     "reason": {"DataType": "String", "StringValue": item.reason.value},
                     "item_id": {"DataType": "String", "StringValue": item.item_id},
                 }
-                entries.append(
-                    {
-                        "Id": str(len(entries)),
-                        "MessageBody": item.to_message(index, len(chunks), chunk).decode(),
-                        "MessageAttributes": attributes,
-                    },
-                )
+                entry: SendMessageBatchRequestEntryTypeDef = {
+                    "Id": str(len(entries)),
+                    "MessageBody": item.to_message(index, len(chunks), chunk).decode(),
+                    "MessageAttributes": attributes,
+                }
+                if delay and not item.dead_letter:
+                    entry["DelaySeconds"] = delay
+                entries.append(entry)
         self._pending.clear()
-        self._send(entries)
-        self.messages_sent += len(entries)
+        for queue, entries in by_queue.items():
+            self._send(queue, entries)
+            self.messages_sent += len(entries)
         return item_count
 
-    def _send(self, entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> None:
+    def _send(self, queue_url: str, entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> None:
         client = self._sqs()
         for chunk in _batches(entries):
             try:
-                response = client.send_message_batch(QueueUrl=self.queue_url, Entries=chunk)
+                response = client.send_message_batch(QueueUrl=queue_url, Entries=chunk)
             except Exception as error:  # botocore raises many unrelated types; all mean "not parked"
                 msg = f"could not park {len(chunk)} messages: {type(error).__name__}"
                 raise ParkingError(msg) from error
@@ -204,7 +225,7 @@ class SqsParkingLot:
             if failed:
                 retry = [entry for entry in chunk if entry["Id"] in {failure["Id"] for failure in failed}]
                 try:
-                    retried = client.send_message_batch(QueueUrl=self.queue_url, Entries=retry)
+                    retried = client.send_message_batch(QueueUrl=queue_url, Entries=retry)
                 except Exception as error:
                     msg = f"could not park {len(retry)} messages on retry: {type(error).__name__}"
                     raise ParkingError(msg) from error

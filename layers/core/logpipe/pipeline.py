@@ -25,10 +25,15 @@ from logpipe.assemble import assemble_records, stream_context
 from logpipe.classify import RecordKind, classify
 from logpipe.decode import LogBatch, MalformedPayloadError, decode_payload, iter_payloads
 from logpipe.metrics import MetricAggregator, MetricRuleSet
-from logpipe.parking import ParkedItem, ParkingLot, ParkReason, item_id_for
+from logpipe.parking import ParkedItem, ParkingError, ParkingLot, ParkReason, item_id_for
 from logpipe.records import LogRecord
 from logpipe.settings import Settings
-from logpipe.sinks import DeliveryOutcome, Sink
+from logpipe.sinks import SendContext, Sink
+
+# Sinks must stop sending this long before Lambda's own timeout: parking and EMF still have to run.
+SEND_SAFETY_MARGIN_SECONDS = 3.0
+# Without a Lambda context (local runs, tests), sends get this long.
+DEFAULT_SEND_BUDGET_SECONDS = 30.0
 
 
 class TextScrubber(Protocol):
@@ -41,6 +46,21 @@ class TextScrubber(Protocol):
     def scrub_value(self, value: object) -> object:
         """Mask PII and secrets inside structured values; return the same object when unchanged."""
         ...
+
+
+class _RunParking:
+    """Forwards to the parking lot and remembers this run's items, for the last-resort path."""
+
+    def __init__(self, lot: ParkingLot) -> None:
+        self.lot = lot
+        self.items: list[ParkedItem] = []
+
+    def park(self, item: ParkedItem) -> None:
+        self.items.append(item)
+        self.lot.park(item)
+
+    def flush(self) -> int:
+        return self.lot.flush()
 
 
 class HealthPublisher(Protocol):
@@ -80,6 +100,7 @@ class IngestSummary:
                 },
             },
             "parked": counters["parked"],
+            "parking_failures": counters["parking_failures"],
             "deliveries": {
                 key.removeprefix("delivery."): value
                 for key, value in sorted(counters.items())
@@ -127,14 +148,18 @@ class IngestPipeline:
         self.clock = clock
         self.keep_records = keep_records
         self._wanted = frozenset(sink.kind for sink in self.sinks)
+        self._run_parking = _RunParking(parking)
 
-    def run(self, event: Mapping[str, Any]) -> IngestSummary:
-        """Process one Lambda event (direct subscription or Kinesis) end to end."""
+    def run(self, event: Mapping[str, Any], remaining_ms: Callable[[], int] | None = None) -> IngestSummary:
+        """Process one Lambda event (direct subscription or Kinesis) end to end; never raises."""
         started = time.perf_counter()
         summary = IngestSummary()
         counters = summary.counters
         aggregator = MetricAggregator(self.rules)
         by_kind: dict[RecordKind, list[LogRecord]] = {kind: [] for kind in RecordKind}
+        parking = _RunParking(self.parking)
+        self._run_parking = parking
+        all_records: list[LogRecord] | None = [] if self.sinks else None
         for payload in iter_payloads(event):
             counters["payloads"] += 1
             try:
@@ -147,11 +172,11 @@ class IngestPipeline:
                 continue
             counters["events_in"] += len(batch.events)
             try:
-                self._process_batch(batch, aggregator, by_kind, counters)
+                self._process_batch(batch, aggregator, by_kind, counters, all_records)
             except Exception as error:  # noqa: BLE001 - a parser bug must cost one batch's routing, never its data
                 self._park_unprocessable_batch(batch, error, counters)
-        self._deliver(by_kind, counters)
-        counters["parked"] += self.parking.flush()
+        self._deliver(by_kind, counters, all_records or [], self._deadline(remaining_ms))
+        self._flush_parking(parking, counters)
         if self.settings.metrics_enabled:
             counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
         counters["metric_bad_values"] += aggregator.totals.bad_values
@@ -171,13 +196,16 @@ class IngestPipeline:
         aggregator: MetricAggregator,
         by_kind: dict[RecordKind, list[LogRecord]],
         counters: Counter[str],
+        all_records: list[LogRecord] | None,
     ) -> None:
         context = stream_context(batch, self.settings.region, self.settings.environment)
         records, bad_events = assemble_records(batch, context)
+        if all_records is not None:
+            all_records.extend(records)
         for bad in bad_events:
             counters["malformed_events"] += 1
             body = orjson.dumps(bad.event, default=str).decode()
-            self.parking.park(
+            self._run_parking.park(
                 ParkedItem(
                     reason=ParkReason.MALFORMED_EVENT,
                     detail=bad.problem,
@@ -230,22 +258,47 @@ class IngestPipeline:
             fields=fields if isinstance(fields, Mapping) else record.fields,
         )
 
-    def _deliver(self, by_kind: Mapping[RecordKind, list[LogRecord]], counters: Counter[str]) -> None:
+    def _deadline(self, remaining_ms: Callable[[], int] | None) -> float:
+        budget = DEFAULT_SEND_BUDGET_SECONDS if remaining_ms is None else remaining_ms() / 1000
+        return time.monotonic() + max(budget - SEND_SAFETY_MARGIN_SECONDS, 0.0)
+
+    def _deliver(
+        self,
+        by_kind: Mapping[RecordKind, list[LogRecord]],
+        counters: Counter[str],
+        all_records: list[LogRecord],
+        deadline: float,
+    ) -> None:
+        context = SendContext(
+            batch_records=all_records, scrub_record=self._scrub_record, parking=self._run_parking, deadline=deadline
+        )
         for sink in self.sinks:
             records = by_kind[sink.kind]
             if not records:
                 continue
-            for delivery in sink.send(records):
+            for delivery in sink.send(records, context):
                 counters[f"delivery.{sink.name}.{delivery.outcome.value}"] += 1
-                if delivery.outcome is DeliveryOutcome.PARKED:
-                    counters["parked_by_sinks"] += 1
             sink.flush()
+
+    def _flush_parking(self, parking: _RunParking, counters: Counter[str]) -> None:
+        try:
+            counters["parked"] += parking.flush()
+        except ParkingError as error:
+            # Sends may already have happened, so failing the invocation would make Lambda retry
+            # and double-send. Last resort instead: the items (already scrubbed) go to this
+            # function's own log group, which is never subscribed, and an alarm watches the metric.
+            counters["parking_failures"] += len(parking.items)
+            for item in parking.items:
+                self.logger.critical(
+                    "Parking failed: item kept in this log as a last resort",
+                    extra={"parking_error": str(error), "parked_item": item.to_message().decode()},
+                )
 
     def _park_malformed_payload(self, error: MalformedPayloadError, source: str, counters: Counter[str]) -> None:
         counters["malformed_payloads"] += 1
         counters[f"malformed.{error.kind.value}"] += 1
         body = self._scrub_text(error.salvage)
-        self.parking.park(
+        self._run_parking.park(
             ParkedItem(
                 reason=ParkReason.MALFORMED_PAYLOAD,
                 detail=f"{error.kind.value}: {error.detail}",
@@ -272,7 +325,7 @@ class IngestPipeline:
             {"logGroup": batch.log_group, "logStream": batch.log_stream, "owner": batch.owner, "logEvents": events},
             default=str,
         ).decode()
-        self.parking.park(
+        self._run_parking.park(
             ParkedItem(
                 reason=ParkReason.PROCESSING_ERROR,
                 detail=f"processing_error: {type(error).__name__}",

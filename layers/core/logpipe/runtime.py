@@ -8,8 +8,11 @@ from logpipe.health import HealthMetrics
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot, ParkingLot, SqsParkingLot
 from logpipe.pipeline import IngestPipeline
+from logpipe.replay import Replayer
 from logpipe.scrub import Scrubber, load_scrub_rules
-from logpipe.settings import Settings
+from logpipe.sentry.routing import DsnRouter
+from logpipe.sentry.sink import SentrySink
+from logpipe.settings import Settings, SettingsError
 from logpipe.sinks import Sink
 
 PIPELINE_SERVICE = "logpipe-ingest"
@@ -25,14 +28,43 @@ def build_logger(service: str = PIPELINE_SERVICE) -> Any:
 def build_parking(settings: Settings, logger: Any) -> ParkingLot:
     """SQS when a queue is configured; in-memory (with a warning) only for local runs without one."""
     if settings.parking_queue_url:
-        return SqsParkingLot(settings.parking_queue_url)
+        return SqsParkingLot(settings.parking_queue_url, dead_letter_url=settings.dead_letter_queue_url)
     logger.warning("LOGPIPE_PARKING_QUEUE_URL is not set: parked items stay in memory (local run only)")
     return MemoryParkingLot()
 
 
-def build_sinks(settings: Settings) -> list[Sink]:  # noqa: ARG001 - Sentry and Langfuse sinks plug in here
-    """The sinks configured for this deployment (none yet: metrics only)."""
-    return []
+def build_sinks(settings: Settings) -> list[Sink]:
+    """The sinks configured for this deployment: Sentry when a DSN or a DSN secret is set."""
+    sinks: list[Sink] = []
+    router = build_router(settings)
+    if router is not None:
+        sinks.append(
+            SentrySink(
+                router, environment=settings.environment, max_per_fingerprint=settings.sentry_max_per_fingerprint
+            )
+        )
+    return sinks
+
+
+def build_router(settings: Settings) -> DsnRouter | None:
+    """The Sentry DSN router: the secret in AWS, ``LOGPIPE_SENTRY_DSN`` locally, else none."""
+    if settings.sentry_secret_id:
+        return DsnRouter.from_secret(settings.sentry_secret_id)
+    if settings.sentry_dsn:
+        return DsnRouter.single(settings.sentry_dsn)
+    return None
+
+
+def build_replayer(settings: Settings) -> Replayer:
+    """Settings -> the parked-item replayer."""
+    if not settings.parking_queue_url:
+        msg = "LOGPIPE_PARKING_QUEUE_URL is required for replay"
+        raise SettingsError(msg)
+    return Replayer(
+        queue_url=settings.parking_queue_url,
+        dead_letter_url=settings.dead_letter_queue_url or settings.parking_queue_url,
+        router=build_router(settings),
+    )
 
 
 def build_ingest_pipeline(settings: Settings) -> IngestPipeline:

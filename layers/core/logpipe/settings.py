@@ -28,6 +28,16 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raise SettingsError(msg)
 
 
+def _positive_int(env: Mapping[str, str], name: str, *, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        msg = f"{name} must be a positive integer, got {raw!r}"
+        raise SettingsError(msg)
+    return int(raw)
+
+
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
@@ -45,6 +55,10 @@ class Settings:
     scrub_enabled: bool = True
     metrics_enabled: bool = True
     in_lambda: bool = False
+    dead_letter_queue_url: str | None = None
+    sentry_dsn: str | None = None
+    sentry_secret_id: str | None = None
+    sentry_max_per_fingerprint: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,4 +83,8 @@ class Settings:
             scrub_enabled=_flag(source, "LOGPIPE_SCRUB_ENABLED", default=True),
             metrics_enabled=_flag(source, "LOGPIPE_METRICS_ENABLED", default=True),
             in_lambda=in_lambda,
+            dead_letter_queue_url=_optional(source, "LOGPIPE_DEAD_LETTER_QUEUE_URL"),
+            sentry_dsn=_optional(source, "LOGPIPE_SENTRY_DSN"),
+            sentry_secret_id=_optional(source, "LOGPIPE_SENTRY_SECRET"),
+            sentry_max_per_fingerprint=_positive_int(source, "LOGPIPE_SENTRY_MAX_PER_FINGERPRINT", default=10),
         )

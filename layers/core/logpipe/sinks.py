@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from logpipe.classify import RecordKind
+from logpipe.parking import ParkingLot
 from logpipe.records import LogRecord
 
 
@@ -29,14 +30,27 @@ class Delivery:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What a sink may use besides its own records."""
+
+    # Every record of this invocation, in batch order, unscrubbed: only for context (breadcrumbs),
+    # and only after passing it through ``scrub_record``.
+    batch_records: Sequence[LogRecord]
+    scrub_record: Callable[[LogRecord], LogRecord]
+    parking: ParkingLot
+    # time.monotonic() value by which sending must stop; what is not sent by then is parked.
+    deadline: float
+
+
 class Sink(Protocol):
     """A destination for one kind of record; it must confirm every record's outcome."""
 
     name: str
     kind: RecordKind
 
-    def send(self, records: Sequence[LogRecord]) -> Sequence[Delivery]:
-        """Deliver records (or decide to park them) and report one outcome per record."""
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:
+        """Deliver records (parking what cannot go now) and report one outcome per record."""
         ...
 
     def flush(self) -> None:

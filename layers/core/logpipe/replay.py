@@ -1,0 +1,136 @@
+"""Replay of parked items: the SQS consumer behind ``functions/replay``.
+
+Each parked message is handled on its own (Powertools BatchProcessor, partial batch responses):
+- a Sentry event parked as retryable is re-sent once its not-before time has come; if it is not yet
+  due, or Sentry still refuses it for now, the message is made invisible until then and reported as
+  failed, so SQS redelivers it (after the queue's maximum receive count, SQS moves it to the DLQ);
+- anything that needs a human (malformed input, an event Sentry rejected) goes to the DLQ with its
+  reason, and counts as handled.
+The event ids are the ones built at ingest time, so a re-sent event Sentry already has is a no-op.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from logpipe.parking import ParkReason
+from logpipe.sentry.routing import DsnRouter
+from logpipe.sentry.sink import DEFAULT_RETRY_SECONDS, SINK_NAME, EventSender
+from logpipe.sentry.transport import SendOutcome, SentryClient
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_sqs import SQSClient
+
+MAX_VISIBILITY_SECONDS = 12 * 3600
+_NEEDS_A_HUMAN = frozenset(
+    {ParkReason.MALFORMED_PAYLOAD, ParkReason.MALFORMED_EVENT, ParkReason.PROCESSING_ERROR, ParkReason.SINK_REJECTED}
+)
+
+
+class ReplayLaterError(RuntimeError):
+    """The item is not due yet or still refused; SQS will deliver it again."""
+
+
+class Replayer:
+    """Re-sends parked sink items and dead-letters the rest; one instance per container."""
+
+    def __init__(  # noqa: PLR0913 - explicit dependencies
+        self,
+        *,
+        queue_url: str,
+        dead_letter_url: str,
+        router: DsnRouter | None,
+        sqs: SQSClient | None = None,
+        sender_factory: Callable[[str], EventSender] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Wire the replayer; clients are created on first use."""
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+        self.router = router
+        self._sqs_client = sqs
+        self._sender_factory: Callable[[str], EventSender] = sender_factory or SentryClient
+        self._senders: dict[str, EventSender] = {}
+        self._clock = clock
+        self.counts: dict[str, int] = {}
+
+    def _sqs(self) -> SQSClient:
+        if self._sqs_client is None:
+            import boto3  # the replay path always needs it, but not at import
+
+            self._sqs_client = boto3.client("sqs")
+        return self._sqs_client
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:  # LambdaContext
+        """Process an SQS batch; return the partial batch response Lambda expects."""
+        from aws_lambda_powertools.utilities.batch import (
+            BatchProcessor,
+            EventType,
+            process_partial_response,
+        )
+
+        # An all-failed batch is normal here (nothing due yet): don't turn it into an exception.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return dict(process_partial_response(event, self.replay_record, processor, context))
+
+    def replay_record(self, record: SQSRecord) -> None:
+        """Handle one parked message; raise ``ReplayLaterError`` to have SQS deliver it again."""
+        message = orjson.loads(record.body)
+        reason = ParkReason(message.get("reason", ParkReason.MALFORMED_PAYLOAD))
+        if message.get("dead_letter") or reason in _NEEDS_A_HUMAN:
+            self._dead_letter(message, f"needs a human: {message.get('detail', reason.value)}")
+            return
+        attributes: Mapping[str, str] = message.get("attributes") or {}
+        if attributes.get("sink") != SINK_NAME:
+            self._dead_letter(message, f"no replay route for sink {attributes.get('sink')!r}")
+            return
+        not_before = message.get("not_before")
+        now = self._clock()
+        if isinstance(not_before, int | float) and now < not_before:
+            self._postpone(record, not_before - now)
+            self._count("not_due")
+            msg = f"not due for {not_before - now:.0f}s"
+            raise ReplayLaterError(msg)
+        self._resend_to_sentry(record, message, attributes)
+
+    def _resend_to_sentry(self, record: SQSRecord, message: Mapping[str, Any], attributes: Mapping[str, str]) -> None:
+        dsn = self.router.dsn_for(attributes.get("service", "")) if self.router is not None else None
+        if dsn is None:
+            self._dead_letter(message, "no Sentry DSN configured for this service")
+            return
+        sender = self._senders.get(dsn)
+        if sender is None:
+            sender = self._senders[dsn] = self._sender_factory(dsn)
+        result = sender.send(orjson.loads(message["body"]))
+        if result.outcome is SendOutcome.ACCEPTED:
+            self._count("delivered")
+            return
+        if result.outcome.should_retry:
+            self._postpone(record, result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS)
+            self._count("retry_later")
+            msg = f"{result.outcome.value}: {result.reason}"
+            raise ReplayLaterError(msg)
+        self._dead_letter(message, f"{result.outcome.value}: {result.reason}")
+
+    def _postpone(self, record: SQSRecord, seconds: float) -> None:
+        visibility = int(min(max(seconds, 0), MAX_VISIBILITY_SECONDS))
+        self._sqs().change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=visibility
+        )
+
+    def _dead_letter(self, message: Mapping[str, Any], why: str) -> None:
+        body = orjson.dumps({**message, "dead_letter": True, "dead_letter_reason": why}).decode()
+        self._sqs().send_message(
+            QueueUrl=self.dead_letter_url,
+            MessageBody=body,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": str(message.get("reason", ""))}},
+        )
+        self._count("dead_lettered")

@@ -1,0 +1,179 @@
+"""The Sentry sink: error records -> Sentry events, sent concurrently with confirmed outcomes.
+
+Per invocation: build one event per error record (breadcrumbs scrubbed first), hold back all but
+the first N events of each fingerprint (spike protection; the last one sent reports how many were
+held back), send the rest in parallel within the deadline, and park or dead-letter every event that
+was not accepted. Every record gets exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Protocol
+
+import orjson
+
+from logpipe.classify import RecordKind
+from logpipe.parking import ParkedItem, ParkReason
+from logpipe.records import LogRecord
+from logpipe.sentry.event import build_event, select_breadcrumbs
+from logpipe.sentry.routing import DsnRouter, DsnRoutingError
+from logpipe.sentry.transport import SendOutcome, SendResult, SentryClient
+from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
+
+DEFAULT_MAX_PER_FINGERPRINT = 10
+DEFAULT_MAX_WORKERS = 8
+DEFAULT_RETRY_SECONDS = 60.0
+SINK_NAME = "sentry"
+
+
+class EventSender(Protocol):
+    """Sends one prepared event and confirms the outcome (``SentryClient`` or a test fake)."""
+
+    def send(self, event: dict[str, Any]) -> SendResult:
+        """Send and confirm."""
+        ...
+
+
+def parked_event(event: dict[str, Any], service: str, result: SendResult, now: float) -> ParkedItem:
+    """A Sentry event that could not be delivered, ready for the retry queue or the DLQ."""
+    contexts = event.get("contexts", {}).get("cloudwatch", {})
+    retry = result.outcome.should_retry
+    wait_seconds = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
+    return ParkedItem(
+        reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
+        detail=f"{result.outcome.value}: {result.reason}",
+        body=orjson.dumps(event).decode(),
+        item_id=str(event["event_id"]),
+        log_group=str(contexts.get("log_group", "")),
+        log_stream=str(contexts.get("log_stream", "")),
+        source=SINK_NAME,
+        not_before=now + wait_seconds if retry else None,
+        attributes={"sink": SINK_NAME, "service": service},
+        dead_letter=not retry,
+    )
+
+
+class SentrySink:
+    """Delivers error records to Sentry, one SDK client per DSN, reused across invocations."""
+
+    name = SINK_NAME
+    kind = RecordKind.ERROR
+
+    def __init__(  # noqa: PLR0913 - explicit knobs, all with defaults
+        self,
+        router: DsnRouter,
+        *,
+        environment: str | None = None,
+        max_per_fingerprint: int = DEFAULT_MAX_PER_FINGERPRINT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        send_timeout: float = 5.0,
+        sender_factory: Callable[[str], EventSender] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Configure the sink; clients are created on first use of each DSN."""
+        self.router = router
+        self.environment = environment
+        self.max_per_fingerprint = max_per_fingerprint
+        self.max_workers = max_workers
+        self.send_timeout = send_timeout
+        self._sender_factory = sender_factory or (lambda dsn: SentryClient(dsn, environment, send_timeout))
+        self._senders: dict[str, EventSender] = {}
+        self._clock = clock
+        self.suppressed = 0  # held back by spike protection in the last send()
+
+    def _sender(self, dsn: str) -> EventSender:
+        sender = self._senders.get(dsn)
+        if sender is None:
+            sender = self._senders[dsn] = self._sender_factory(dsn)
+        return sender
+
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> list[Delivery]:
+        """Build, throttle, send and confirm; park or dead-letter what was not accepted."""
+        deliveries: list[Delivery] = []
+        prepared = self._prepare(records, context, deliveries)
+        to_send = self._spike_protect(prepared, deliveries)
+        self._send_all(to_send, context, deliveries)
+        return deliveries
+
+    def _prepare(
+        self, records: Sequence[LogRecord], context: SendContext, deliveries: list[Delivery]
+    ) -> list[tuple[LogRecord, dict[str, Any], str]]:
+        prepared: list[tuple[LogRecord, dict[str, Any], str]] = []
+        for record in records:
+            try:
+                dsn = self.router.dsn_for(record.service)
+            except DsnRoutingError as error:
+                deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, str(error)))
+                continue
+            if dsn is None:
+                deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
+                continue
+            crumbs = [context.scrub_record(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
+            prepared.append((record, build_event(record, breadcrumbs=crumbs), dsn))
+        return prepared
+
+    def _spike_protect(
+        self, prepared: list[tuple[LogRecord, dict[str, Any], str]], deliveries: list[Delivery]
+    ) -> list[tuple[LogRecord, dict[str, Any], str]]:
+        groups: dict[tuple[str, ...], list[tuple[LogRecord, dict[str, Any], str]]] = defaultdict(list)
+        for item in prepared:
+            groups[tuple(item[1].get("fingerprint", ()))].append(item)
+        to_send: list[tuple[LogRecord, dict[str, Any], str]] = []
+        self.suppressed = 0
+        for group in groups.values():
+            kept, held = group[: self.max_per_fingerprint], group[self.max_per_fingerprint :]
+            if held:
+                # The last event sent carries the count, so the issue shows how big the spike was.
+                kept[-1][1].setdefault("extra", {})["suppressed_similar_events"] = len(held)
+                self.suppressed += len(held)
+            deliveries.extend(
+                Delivery(record.event_id, DeliveryOutcome.SKIPPED, "spike protection") for record, _, _ in held
+            )
+            to_send.extend(kept)
+        return to_send
+
+    def _send_all(
+        self,
+        to_send: list[tuple[LogRecord, dict[str, Any], str]],
+        context: SendContext,
+        deliveries: list[Delivery],
+    ) -> None:
+        if not to_send:
+            return
+        now = self._clock()
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(to_send)), thread_name_prefix="sentry")
+        try:
+            futures: list[tuple[LogRecord, dict[str, Any], Future[SendResult]]] = [
+                (record, event, pool.submit(self._sender(dsn).send, event)) for record, event, dsn in to_send
+            ]
+            remaining = max(context.deadline - time.monotonic(), 0.0)
+            wait([future for _, _, future in futures], timeout=remaining)
+        finally:
+            # Never wait past the deadline for in-flight sends (a `with` block would).
+            pool.shutdown(wait=False, cancel_futures=True)
+        for record, event, future in futures:
+            if future.done() and not future.cancelled():
+                result = future.result()
+            else:
+                # Out of time: not started (cancelled) or still in flight. Park it; a duplicate
+                # of an in-flight event is harmless because Sentry dedupes the same event_id.
+                future.cancel()
+                result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, 0.0, "deadline reached")
+            deliveries.append(self._settle(record, event, result, context, now))
+
+    def _settle(
+        self, record: LogRecord, event: dict[str, Any], result: SendResult, context: SendContext, now: float
+    ) -> Delivery:
+        if result.outcome is SendOutcome.ACCEPTED:
+            return Delivery(record.event_id, DeliveryOutcome.DELIVERED)
+        item = parked_event(event, record.service, result, now)
+        context.parking.park(item)
+        outcome = DeliveryOutcome.DEAD_LETTERED if item.dead_letter else DeliveryOutcome.PARKED
+        return Delivery(record.event_id, outcome, item.detail)
+
+    def flush(self) -> None:
+        """Every send completed inline; nothing is buffered."""

@@ -1,0 +1,195 @@
+"""Confirmed delivery to Sentry: an SDK Transport that sends inline and records each HTTP outcome.
+
+The SDK's default transport queues envelopes on a background worker and drops them silently on
+queue overflow or local rate limiting; ``flush()`` reports nothing. This transport instead posts
+each envelope synchronously (the caller runs many in parallel) and keeps the outcome per event id,
+so the sink knows whether every event was accepted, rate-limited, retryable or rejected.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import urllib3
+    from sentry_sdk._types import Event
+    from sentry_sdk.envelope import Envelope
+
+DEFAULT_RETRY_AFTER_SECONDS = 60.0
+_USER_AGENT = "logpipe/0.1"
+
+
+class SendOutcome(StrEnum):
+    """What Sentry (or the network) did with one event."""
+
+    ACCEPTED = "accepted"
+    RATE_LIMITED = "rate_limited"
+    RETRYABLE = "retryable"
+    REJECTED = "rejected"
+    NETWORK_ERROR = "network_error"
+
+    @property
+    def should_retry(self) -> bool:
+        """Rate-limited, retryable and network failures are parked for a later attempt."""
+        return self in {SendOutcome.RATE_LIMITED, SendOutcome.RETRYABLE, SendOutcome.NETWORK_ERROR}
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The HTTP outcome of sending one event."""
+
+    event_id: str
+    outcome: SendOutcome
+    status: int | None
+    retry_after: float | None
+    reason: str
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``X-Sentry-Rate-Limits`` (preferred, per category) or ``Retry-After``."""
+    limits = headers.get("x-sentry-rate-limits") or headers.get("X-Sentry-Rate-Limits")
+    if limits:
+        waits = []
+        for limit in limits.split(","):
+            seconds, _, categories = limit.strip().partition(":")
+            scope = categories.split(":", 1)[0]
+            # An empty category list means "all"; we only send error events.
+            if not scope or "error" in scope.split(";") or "default" in scope.split(";"):
+                try:
+                    waits.append(float(seconds))
+                except ValueError:
+                    continue
+        if waits:
+            return max(waits)
+    retry_after = headers.get("retry-after") or headers.get("Retry-After")
+    if retry_after:
+        try:
+            return float(retry_after)
+        except ValueError:
+            return DEFAULT_RETRY_AFTER_SECONDS  # an HTTP date: rare enough to round to the default
+    return None
+
+
+def classify_response(event_id: str, status: int, headers: Mapping[str, str], body: bytes) -> SendResult:
+    """Turn an HTTP response into a ``SendResult``."""
+    if 200 <= status < 300:  # HTTP success range
+        return SendResult(event_id, SendOutcome.ACCEPTED, status, None, "accepted")
+    detail = body[:300].decode("utf-8", "replace").strip()
+    if status == 429:  # Too Many Requests
+        wait = retry_after_seconds(headers) or DEFAULT_RETRY_AFTER_SECONDS
+        return SendResult(event_id, SendOutcome.RATE_LIMITED, status, wait, f"rate limited for {wait:g}s")
+    if status >= 500 or status == 408:  # server errors and request timeout are transient
+        hint = retry_after_seconds(headers)
+        return SendResult(event_id, SendOutcome.RETRYABLE, status, hint, f"HTTP {status}: {detail}")
+    return SendResult(event_id, SendOutcome.REJECTED, status, None, f"HTTP {status}: {detail}")
+
+
+def _make_transport_class() -> type[Any]:
+    from sentry_sdk.transport import Transport  # the SDK loads only on the Sentry path
+
+    class ConfirmingTransport(Transport):
+        """Posts each envelope inline and records the outcome under its event id."""
+
+        def __init__(self, options: dict[str, Any], pool: urllib3.PoolManager, timeout: float) -> None:
+            super().__init__(options)
+            self._pool = pool
+            self._timeout = timeout
+            self._lock = threading.Lock()
+            self.results: dict[str, SendResult] = {}
+
+        def capture_envelope(self, envelope: Envelope) -> None:
+            event_id = str(envelope.headers.get("event_id", ""))
+            result = self._post(event_id, envelope.serialize())
+            with self._lock:
+                self.results[event_id] = result
+
+        def _post(self, event_id: str, body: bytes) -> SendResult:
+            import urllib3
+
+            dsn = self.parsed_dsn
+            if dsn is None:
+                return SendResult(event_id, SendOutcome.REJECTED, None, None, "no DSN")
+            auth = dsn.to_auth(_USER_AGENT)
+            try:
+                response = self._pool.request(
+                    "POST",
+                    auth.get_api_url(),
+                    body=body,
+                    headers={
+                        "Content-Type": "application/x-sentry-envelope",
+                        "X-Sentry-Auth": auth.to_header(),
+                        "User-Agent": _USER_AGENT,
+                    },
+                    timeout=urllib3.Timeout(connect=min(self._timeout, 3.0), read=self._timeout),
+                    retries=False,
+                    preload_content=True,
+                )
+            except urllib3.exceptions.HTTPError as error:
+                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, type(error).__name__)
+            return classify_response(event_id, response.status, response.headers, response.data)
+
+        def flush(self, timeout: float, callback: Any = None) -> None:  # SDK signature
+            """Nothing is queued: every envelope was sent inline."""
+
+        def kill(self) -> None:
+            """Nothing runs in the background."""
+
+    return ConfirmingTransport
+
+
+_transport_class: type[Any] | None = None
+
+
+def confirming_transport_class() -> type[Any]:
+    """The Transport subclass, built on first use so importing this module does not load the SDK."""
+    global _transport_class  # noqa: PLW0603 - built once per process
+    if _transport_class is None:
+        _transport_class = _make_transport_class()
+    return _transport_class
+
+
+class SentryClient:
+    """One ``sentry_sdk.Client`` for one DSN: no global init, no default integrations, inline sends."""
+
+    def __init__(self, dsn: str, environment: str | None = None, timeout: float = 5.0) -> None:
+        """Create the SDK client and its confirming transport (no network yet)."""
+        import sentry_sdk
+        import urllib3
+
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=16)
+        options = {"dsn": dsn}
+        self.transport = confirming_transport_class()(options, self._pool, timeout)
+        self.client = sentry_sdk.Client(
+            dsn=dsn,
+            transport=self.transport,
+            default_integrations=False,
+            auto_enabling_integrations=False,
+            environment=environment,
+            max_breadcrumbs=100,
+            # The events are built from logs: no local variables or request bodies to attach.
+            include_local_variables=False,
+            max_value_length=16_384,
+        )
+
+    def send(self, event: dict[str, Any]) -> SendResult:
+        """Send one prepared event and return its confirmed outcome."""
+        event_id = str(event["event_id"])
+        started = time.monotonic()
+        accepted_id = self.client.capture_event(cast("Event", event), scope=None)
+        if accepted_id is None:
+            return SendResult(event_id, SendOutcome.REJECTED, None, None, "dropped by the SDK before sending")
+        result: SendResult | None = self.transport.results.pop(event_id, None)
+        if result is None:
+            elapsed = time.monotonic() - started
+            return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, f"no outcome after {elapsed:.1f}s")
+        return result
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._pool.clear()
