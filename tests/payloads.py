@@ -43,3 +43,29 @@ def data_message(
 def subscription_event(document: object) -> dict[str, Any]:
     """The Lambda event for one encoded subscription payload."""
     return {"awslogs": {"data": encode(document)}}
+
+
+def restamp(event: dict[str, Any], *, minutes_ago: int = 5) -> dict[str, Any]:
+    """Move a sample event's log events to just before now, keeping their spacing.
+
+    The committed samples carry fixed times; EMF refuses points older than 14 days, and Sentry
+    replaces timestamps older than 30 days, so tests that check times re-stamp them first.
+    """
+    import time
+
+    def shift(data: str) -> str:
+        document = orjson.loads(gzip.decompress(base64.b64decode(data)))
+        if document["logEvents"]:
+            latest = max(log_event["timestamp"] for log_event in document["logEvents"])
+            offset = int(time.time() * 1000) - minutes_ago * 60_000 - latest
+            for log_event in document["logEvents"]:
+                log_event["timestamp"] += offset
+        return encode(document)
+
+    if "awslogs" in event:
+        return {"awslogs": {"data": shift(event["awslogs"]["data"])}}
+    records = [
+        record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}}
+        for record in event["Records"]
+    ]
+    return event | {"Records": records}

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from logpipe_cli.bugsink import ADMIN_USER, BugsinkProject, BugsinkServer, is_installed, start_bugsink
 from logpipe_cli.embedded_aws import EmbeddedAws
 from logpipe_cli.invoke import function_environment, invoke
 from logpipe_cli.progress import Progress
@@ -51,6 +52,12 @@ class DemoReport:
     metric_namespaces: dict[str, str] = field(default_factory=dict)
     health: Counter[str] = field(default_factory=Counter)
     expected: dict[str, int] = field(default_factory=dict)  # PACS metric name -> expected count
+    sentry: Counter[str] = field(default_factory=Counter)  # delivery outcome -> count
+    sentry_url: str | None = None
+    sentry_login: str | None = None
+    sentry_stored: int = 0
+    sentry_issues: int = 0
+    sentry_note: str | None = None
 
 
 def _emf_documents(output: str) -> list[dict[str, Any]]:
@@ -96,16 +103,74 @@ def _malformed_event() -> dict[str, Any]:
     return {"awslogs": {"data": "bm90IGd6aXAgYXQgYWxs"}}
 
 
-def run_demo(template: Path, total_events: int, out: TextIO, err: TextIO, seed: int = 7) -> DemoReport:
+def _start_sentry(report: DemoReport, err: TextIO) -> tuple[BugsinkServer | None, BugsinkProject | None]:
+    if not is_installed():
+        report.sentry_note = "Bugsink is not installed (./scripts/bugsink install): errors were not sent to Sentry"
+        return None, None
+    err.write("logpipe demo: starting a local Sentry (Bugsink on 127.0.0.1)...\n")
+    server = start_bugsink()
+    project = server.create_project("pacs-demo")
+    report.sentry_url = server.issue_url(project)
+    report.sentry_login = f"{ADMIN_USER} / {server.admin_password}"
+    return server, project
+
+
+def run_demo(  # noqa: PLR0913 - the demo's knobs
+    template: Path,
+    total_events: int,
+    out: TextIO,
+    err: TextIO,
+    seed: int = 7,
+    *,
+    sentry: bool = True,
+    keep_open: bool = False,
+) -> DemoReport:
     """Run the demo and print its summary to ``out``; progress goes to ``err``."""
     report = DemoReport()
     started = time.perf_counter()
     err.write("logpipe demo: starting embedded AWS (moto on 127.0.0.1)...\n")
+    server, project = _start_sentry(report, err) if sentry else (None, None)
+    try:
+        _run_workload(template, total_events, seed, report, err, project)
+        if server is not None and project is not None:
+            report.sentry_stored = server.event_count(project)
+            report.sentry_issues = len(server.issues(project))
+        report.seconds = time.perf_counter() - started
+        _print_report(report, out)
+        if server is not None and keep_open:
+            out.write("\nBugsink keeps running so you can look at the issues; press Ctrl-C to stop it.\n")
+            out.flush()
+            _wait_for_interrupt()
+    finally:
+        if server is not None:
+            server.close()
+    return report
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its report
+    template: Path,
+    total_events: int,
+    seed: int,
+    report: DemoReport,
+    err: TextIO,
+    project: BugsinkProject | None,
+) -> None:
     with EmbeddedAws() as stack:
         spec = function_spec(template, "ingest", stack.template_resources())
         # Count what this run parks, even if the queue already held messages (a reused endpoint).
         parked_before = _count_queue(stack.parking_queue_url)
-        environment = function_environment(spec, {"LOGPIPE_ENVIRONMENT": "prod"})
+        overrides = {"LOGPIPE_ENVIRONMENT": "prod", "LOGPIPE_DEAD_LETTER_QUEUE_URL": stack.parking_dlq_url}
+        if project is not None:
+            overrides["LOGPIPE_SENTRY_DSN"] = project.dsn
+        environment = function_environment(spec, overrides)
         err.write(f"logpipe demo: synthesizing {total_events:,} PACS log events...\n")
         streams = synthesize_workload(total_events, seed=seed)
         for metric, (category, group_part) in EXPECTED_FROM_GENERATOR.items():
@@ -124,14 +189,14 @@ def run_demo(template: Path, total_events: int, out: TextIO, err: TextIO, seed: 
                 report.records[kind] += count
             report.malformed_payloads += summary["malformed"]["payloads"]
             report.control_messages += summary["control_messages"]
+            for key, count in summary["deliveries"].items():
+                if key.startswith("sentry."):
+                    report.sentry[key.removeprefix("sentry.")] += count
             _absorb(report, invocation.output)
             if index < len(streams):
                 progress.advance(len(streams[index].events), f"batches {report.batches}")
         progress.finish(f"batches {report.batches}")
         report.parked_in_queue = _count_queue(stack.parking_queue_url) - parked_before
-    report.seconds = time.perf_counter() - started
-    _print_report(report, out)
-    return report
 
 
 def _print_report(report: DemoReport, out: TextIO) -> None:
@@ -173,11 +238,27 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
     lines.append("")
     lines.append("Pipeline health (LogPipe namespace, Powertools Metrics):")
     lines.extend(f"  {name:<26} {value:,}" for name, value in sorted(report.health.items()) if value)
+    lines.append("")
+    if report.sentry_url is not None:
+        outcomes = ", ".join(f"{name} {count:,}" for name, count in sorted(report.sentry.items())) or "none"
+        stored = f"stored {report.sentry_stored:,} events in {report.sentry_issues:,} issues"
+        lines.append(f"Sentry (local Bugsink): {outcomes}; {stored}")
+        lines.append(f"  open {report.sentry_url}  (log in as {report.sentry_login})")
+    elif report.sentry_note:
+        lines.append(f"Sentry: {report.sentry_note}")
     lines.append(f"\ndone in {report.seconds:.1f} s")
     out.write("\n".join(lines) + "\n")
 
 
-def main_demo(template: Path, total_events: int) -> int:
-    """Entry point for `logpipe demo`."""
-    run_demo(template, total_events, sys.stdout, sys.stderr)
+def main_demo(template: Path, total_events: int, *, sentry: bool = True, keep_open: bool | None = None) -> int:
+    """Entry point for `logpipe demo`; keeps Bugsink open for a person at a terminal."""
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    run_demo(
+        template,
+        total_events,
+        sys.stdout,
+        sys.stderr,
+        sentry=sentry,
+        keep_open=interactive if keep_open is None else keep_open,
+    )
     return 0

@@ -61,7 +61,8 @@ class FunctionSpec:
 def _functions(template: Mapping[str, Any]) -> dict[str, tuple[str, Mapping[str, Any]]]:
     found: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
+        # Fn::ForEach::<loop> entries (AWS::LanguageExtensions) are lists, not resources.
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Serverless::Function":
             continue
         code_uri = str(resource.get("Properties", {}).get("CodeUri", ""))
         short = Path(code_uri.rstrip("/")).name or logical_id

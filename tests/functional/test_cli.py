@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from logpipe.metrics import summarize
@@ -22,6 +18,7 @@ from logpipe_cli.demo import run_demo
 from logpipe_cli.embedded_aws import EmbeddedAws, LocalStack
 from logpipe_cli.invoke import function_environment, invoke
 from logpipe_cli.template_env import TemplateError, function_names, function_spec, load_template
+from payloads import restamp
 
 pytestmark = pytest.mark.functional
 
@@ -53,26 +50,6 @@ def stack() -> Iterator[LocalStack]:
         os.environ["AWS_ENDPOINT_URL"] = saved
 
 
-def _restamp(event: dict[str, Any]) -> dict[str, Any]:
-    """Move a sample's events to just before now, keeping their spacing (EMF refuses points > 14 days old)."""
-
-    def shift(data: str) -> str:
-        document = orjson.loads(gzip.decompress(base64.b64decode(data)))
-        if document["logEvents"]:
-            offset = int(time.time() * 1000) - 5 * 60_000 - max(e["timestamp"] for e in document["logEvents"])
-            for log_event in document["logEvents"]:
-                log_event["timestamp"] += offset
-        return base64.b64encode(gzip.compress(orjson.dumps(document))).decode()
-
-    if "awslogs" in event:
-        return {"awslogs": {"data": shift(event["awslogs"]["data"])}}
-    records = [
-        record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}}
-        for record in event["Records"]
-    ]
-    return event | {"Records": records}
-
-
 def _emf(output: str, *, pacs_only: bool = True) -> list[dict[str, Any]]:
     documents = [
         json.loads(line) for line in output.splitlines() if line.startswith("{") and '"CloudWatchMetrics"' in line
@@ -85,7 +62,7 @@ def _emf(output: str, *, pacs_only: bool = True) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("sample", sorted(name for name in EXPECTED if name != "cwl-control-message.json"))
 def test_invoke_each_sample_prints_the_expected_pacs_metrics(stack: LocalStack, sample: str) -> None:
     spec = function_spec(ROOT / "template.yaml", "ingest", stack.template_resources())
-    event = _restamp(json.loads((EVENTS / sample).read_text()))
+    event = restamp(json.loads((EVENTS / sample).read_text()))
     invocation = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True)
     expected = EXPECTED[sample]
     result = invocation.result
@@ -191,3 +168,8 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.health["EventsIn"] == 3000
     assert "MISMATCH" not in out.getvalue()
     assert "ingest [" in err.getvalue()
+    if report.sentry_url is not None:  # Bugsink installed (always in CI): errors went to a real Sentry server
+        assert report.sentry == {"delivered": report.records["error"]}
+        assert report.sentry_stored == report.records["error"]
+        assert 0 < report.sentry_issues < report.sentry_stored
+        assert report.sentry_url in out.getvalue()

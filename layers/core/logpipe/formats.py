@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from logpipe.records import Level, LogFormat, normalize_level
+from logpipe.sentry.stacktrace import lambda_error_trace
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -161,14 +162,10 @@ def _as_text(value: object) -> str:
 
 
 def _lambda_error_exception(document: Mapping[str, Any]) -> str:
-    """Render the runtime's error JSON the way Python prints it, so frames parse the same way."""
-    error_type = str(document.get("errorType", "Error"))
-    error_message = _as_text(document.get("errorMessage", ""))
-    stack = document.get("stackTrace")
-    frames = "".join(str(line) for line in stack) if isinstance(stack, list) else ""
-    if frames:
-        return f"Traceback (most recent call last):\n{frames}{error_type}: {error_message}"
-    return f"{error_type}: {error_message}"
+    """Render the runtime's error JSON as the trace its own language prints (Python, Node, Java)."""
+    return lambda_error_trace(
+        str(document.get("errorType", "Error")), document.get("errorMessage", ""), document.get("stackTrace")
+    )
 
 
 def parse_json(document: dict[str, Any]) -> ParsedLine:
@@ -312,6 +309,11 @@ def _parse_lambda_runtime(message: str) -> ParsedLine | None:
     exception = None
     if rest is not None and ("Traceback" in rest or "\n  File " in rest or rest.startswith("  File ")):
         exception = rest if rest.startswith("Traceback") else f"{first_line}\n{rest}"
+        trace_end = exception.rstrip().rsplit("\n", 1)[-1]
+        if trace_end[:1] in {" ", "\t"}:
+            # The Python runtime prints "Type: message" first and the frames after it, without the
+            # closing exception line a traceback normally ends with: put it back where it belongs.
+            exception = f"{exception.rstrip()}\n{first_line}"
     elif rest is not None:
         first_line = text
     fields: Mapping[str, Any] = _EMPTY

@@ -1,1 +1,1 @@
-"""Sentry mapping: log records to Sentry event payloads (plain dicts; no SDK import, no network)."""
+"""Errors to Sentry: event mapping (``event``, ``stacktrace``; plain dicts, no SDK) and delivery (``sink``)."""
