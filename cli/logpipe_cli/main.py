@@ -46,7 +46,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from logpipe_cli.demo import main_demo
 
-    return main_demo(_find_template(args.template), args.events)
+    return main_demo(_find_template(args.template), args.events, sentry=not args.no_sentry, keep_open=args.keep_open)
 
 
 def _cmd_functions(args: argparse.Namespace) -> int:
@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     invoke_parser.set_defaults(run=_cmd_invoke)
     demo_parser = commands.add_parser("demo", help="push a synthetic PACS workload through the pipeline locally")
     demo_parser.add_argument("--events", type=int, default=20_000, help="how many log events to synthesize")
+    demo_parser.add_argument("--no-sentry", action="store_true", help="do not start the local Sentry (Bugsink)")
+    demo_parser.add_argument(
+        "--keep-open",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep Bugsink running after the summary (default: only at a terminal)",
+    )
     demo_parser.set_defaults(run=_cmd_demo)
     functions_parser = commands.add_parser("functions", help="list the functions in template.yaml")
     functions_parser.set_defaults(run=_cmd_functions)

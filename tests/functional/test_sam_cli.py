@@ -1,21 +1,38 @@
-"""Run the real tool chain against template.yaml: `sam validate --lint`, cfn-lint and `sam build`.
+"""Run the real tool chain against template.yaml: `sam validate --lint`, cfn-lint, checkov and `sam build`.
 
-The SAM CLI is not a project dependency (it is installed as a separate uv tool:
-`uv tool install aws-sam-cli`); when it is missing these tests are skipped.
-`sam build` needs the network (it downloads manylinux aarch64 wheels for the
-layer) and a `python3.12` interpreter on PATH; it never uses a container.
+The SAM CLI and checkov are not project dependencies (each is a separate uv tool, installed by
+scripts/bootstrap: their pins conflict with the runtime venv); when one is missing its tests are
+skipped. `sam build` needs the network (it downloads manylinux aarch64 wheels for the layer) and a
+`python3.12` interpreter on PATH; it never uses a container.
+
+template.yaml uses AWS::LanguageExtensions (Fn::ForEach over ServiceNames): the SAM CLI expands it
+locally only with `--language-extensions` (samconfig.toml sets it; these tests pass it explicitly
+where they run outside the repository). A test also checks the offline expansion the template tests
+use against the SAM CLI's own, and checkov runs on the expanded view too, since it skips
+Fn::ForEach blocks of the raw template.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+
+from unit.test_template import (
+    DEPLOY_PARAMETERS,
+    expand_language_extensions,
+    load_cfn_yaml,
+    resolve,
+    sam_transform,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -89,6 +106,15 @@ def test_sam_validate_lint(sam: str, sam_env: dict[str, str]) -> None:
     assert "is a valid SAM Template" in result.stdout + result.stderr, _describe(result)
 
 
+def test_sam_validate_translates_the_expanded_template(sam: str, sam_env: dict[str, str], tmp_path: Path) -> None:
+    """Without --lint, `sam validate` runs the SAM translator itself, which needs the local expansion."""
+    result = _run(
+        [sam, "validate", "--language-extensions", "--template-file", str(TEMPLATE)], env=sam_env, cwd=tmp_path
+    )
+    assert result.returncode == 0, _describe(result)
+    assert "is a valid SAM Template" in result.stdout + result.stderr, _describe(result)
+
+
 @pytest.mark.parametrize("config_env", ["default", "dev", "prod"])
 def test_samconfig_environments_parse(sam: str, sam_env: dict[str, str], config_env: str) -> None:
     """samconfig.toml is read for every environment (validate has lint = true there)."""
@@ -134,6 +160,7 @@ def test_sam_build_produces_arm64_layer(sam: str, sam_env: dict[str, str], tmp_p
             "--cache-dir",
             str(tmp_path / "cache"),
             "--no-cached",
+            "--language-extensions",
         ],
         env=sam_env,
         cwd=tmp_path,
@@ -146,6 +173,10 @@ def test_sam_build_produces_arm64_layer(sam: str, sam_env: dict[str, str], tmp_p
 
     assert (build_dir / "template.yaml").is_file()
     assert (build_dir / "IngestFunction" / "app.py").is_file()
+    # The built template keeps the loops: CloudFormation expands them with the deployed parameters.
+    built = load_cfn_yaml((build_dir / "template.yaml").read_text(encoding="utf-8"))
+    assert "Fn::ForEach::ServiceLogGroups" in built["Resources"]
+    assert built["Resources"]["IngestFunction"]["Properties"]["CodeUri"] == "IngestFunction"
 
     layer = build_dir / "CoreLayer" / "python"
     assert (layer / "logpipe" / "__init__.py").is_file()
@@ -157,3 +188,91 @@ def test_sam_build_produces_arm64_layer(sam: str, sam_env: dict[str, str], tmp_p
     assert all("aarch64" in so.name for so in orjson_ext), [so.name for so in orjson_ext]
     for so in orjson_ext + sorted((layer / "isal").glob("*.so")):
         assert _elf_machine(so) == EM_AARCH64, f"{so.name} is not an aarch64 binary"
+
+
+# ---------------------------------------------------------------------------
+# The offline expansion used by the template tests, against the SAM CLI's own
+# ---------------------------------------------------------------------------
+SAM_CLI_EXPANSION = """
+import json, sys
+from samcli.lib.cfn_language_extensions.api import process_template
+from samcli.yamlhelper import yaml_parse
+template = yaml_parse(open(sys.argv[1], encoding="utf-8").read())
+print(json.dumps(process_template(template, parameter_values=json.loads(sys.argv[2])), default=str))
+"""
+
+
+def test_offline_expansion_matches_the_sam_clis(sam: str, sam_env: dict[str, str], tmp_path: Path) -> None:
+    interpreter = Path(sam).resolve().parent / "python"
+    if not interpreter.is_file():
+        pytest.skip(f"the SAM CLI's interpreter is not at {interpreter}")
+    script = tmp_path / "expand.py"
+    script.write_text(SAM_CLI_EXPANSION, encoding="utf-8")
+    result = _run([str(interpreter), str(script), str(TEMPLATE), json.dumps(DEPLOY_PARAMETERS)], env=sam_env)
+    if result.returncode != 0 and "ModuleNotFoundError" in result.stderr:
+        pytest.skip("this SAM CLI has no cfn_language_extensions module")
+    assert result.returncode == 0, _describe(result)
+    theirs = json.loads(result.stdout)["Resources"]
+    template = load_cfn_yaml(TEMPLATE.read_text(encoding="utf-8"))
+    ours = expand_language_extensions(template, DEPLOY_PARAMETERS)["Resources"]
+    assert {name: r["Type"] for name, r in ours.items()} == {name: r["Type"] for name, r in theirs.items()}
+    # The SAM CLI also resolves Refs to parameters (to their defaults): compare resolved values.
+    parameters = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+    parameters |= DEPLOY_PARAMETERS | {"AWS::StackName": "${AWS::StackName}"}
+    compared = 0
+    for name, resource in ours.items():
+        for key in ("LogGroupName", "FilterPattern"):
+            if resource["Type"].startswith("AWS::Logs::") and key in resource["Properties"]:
+                mine = resolve(resource["Properties"][key], parameters)
+                assert mine == resolve(theirs[name]["Properties"][key], parameters), f"{name}.{key}"
+                compared += 1
+    assert compared == 3 * 2 + 2 + 3 * 2 * 2  # log groups (services + 2 functions), filters x 2 keys
+
+
+# ---------------------------------------------------------------------------
+# checkov
+# ---------------------------------------------------------------------------
+def _find_checkov() -> str | None:
+    found = shutil.which("checkov")
+    if found:
+        return found
+    fallback = Path.home() / ".local" / "bin" / "checkov"
+    return str(fallback) if fallback.is_file() and os.access(fallback, os.X_OK) else None
+
+
+def _checkov(path: Path) -> dict[str, Any]:
+    checkov = _find_checkov()
+    if checkov is None:
+        pytest.skip("checkov not found; scripts/bootstrap installs it (`uv tool install checkov`)")
+    result = _run(
+        [checkov, "--file", str(path), "--framework", "cloudformation", "--skip-download", "--output", "json"],
+        timeout=600,
+    )
+    assert result.returncode == 0, _describe(result)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_checkov_passes_on_the_template_with_every_skip_justified() -> None:
+    report = _checkov(TEMPLATE)
+    summary = report["summary"]
+    assert summary["failed"] == 0, report["results"]["failed_checks"]
+    assert summary["passed"] > 10
+    for skipped in report["results"]["skipped_checks"]:
+        reason = skipped.get("check_result", {}).get("suppress_comment", "")
+        assert len(reason) > 40, f"{skipped['check_id']} on {skipped['resource']} is skipped without a reason"
+
+
+def test_checkov_passes_on_the_expanded_template(tmp_path: Path) -> None:
+    """checkov does not look inside Fn::ForEach: scan what CloudFormation will create."""
+    deployed = sam_transform(
+        expand_language_extensions(load_cfn_yaml(TEMPLATE.read_text(encoding="utf-8")), DEPLOY_PARAMETERS),
+        DEPLOY_PARAMETERS,
+    )
+    path = tmp_path / "deployed.yaml"
+    path.write_text(yaml.safe_dump(deployed), encoding="utf-8")
+    report = _checkov(path)
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    checked = {(c["check_id"], c["resource"]) for c in report["results"]["passed_checks"]}
+    assert ("CKV_AWS_158", "AWS::Logs::LogGroup.ApplicationLogGrouppacsbackend") in checked
+    assert ("CKV_AWS_66", "AWS::Logs::LogGroup.LlmLogGroupapi") in checked

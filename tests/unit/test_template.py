@@ -1,75 +1,105 @@
-"""Static checks of the SAM template (template.yaml).
+"""The SAM template (template.yaml), as written and as CloudFormation would deploy it.
 
-These tests read the template as data; they never call AWS or the SAM CLI
-(see tests/functional/test_sam_cli.py for `sam validate` / `sam build`).
+Two views are tested:
+
+- the template as written (``template``): structure, parameters, mappings, conventions;
+- the deployed view (``deployed``): Fn::ForEach and Fn::FindInMap defaults expanded for a
+  two-service ``ServiceNames`` value (as the AWS::LanguageExtensions transform does), then the SAM
+  transform applied offline by aws-sam-translator. This is what CloudFormation creates, down to the
+  function's generated IAM role.
+
+Nothing here calls AWS or the SAM CLI (tests/functional/test_sam_cli.py runs `sam validate`,
+`sam build`, cfn-lint and checkov, and cross-checks the expansion below against the SAM CLI's own).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from logpipe.formats import parse_line
+from logpipe.health import HEALTH_METRICS, HealthMetrics
+from logpipe.metrics import MetricAggregator, MetricRule, load_metric_rules
+from logpipe.records import Level, LogRecord, StreamContext
+
 pytestmark = pytest.mark.unit
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+GRAFANA_DASHBOARD = REPO_ROOT / "dashboards" / "grafana-pacs-logpipe.json"
 
 PY_RUNTIME = "python3.12"
 ARCH = "arm64"
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+
+# The deployed view: two services, one the PACS metric rules read (streamed whole) and one they do
+# not (only its error lines are subscribed on the application group).
+TWO_SERVICES = ("pacs-backend", "api")
+DEPLOY_PARAMETERS: dict[str, Any] = {
+    "Environment": "prod",
+    "ServiceNames": list(TWO_SERVICES),
+    "RdsInstanceIds": [""],
+    "MonitoredBucketNames": [""],
+}
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "ap-northeast-2",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "pacs-logpipe",
+}
 
 # Values accepted by CloudWatch Logs PutRetentionPolicy.
 ALLOWED_RETENTION_DAYS = frozenset(
-    {
-        1,
-        3,
-        5,
-        7,
-        14,
-        30,
-        60,
-        90,
-        120,
-        150,
-        180,
-        365,
-        400,
-        545,
-        731,
-        1096,
-        1827,
-        2192,
-        2557,
-        2922,
-        3288,
-        3653,
-    }
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 
-# Every LOGPIPE_* environment variable the code understands. A name that is
-# not listed here is almost certainly a typo (the code would silently ignore it).
-LOGPIPE_ENV_ALLOW_LIST = frozenset(
-    {
-        "LOGPIPE_ENVIRONMENT",
-        "LOGPIPE_PARKING_QUEUE_URL",
-        "LOGPIPE_METRIC_RULES",
-        "LOGPIPE_SCRUB_RULES",
-        "LOGPIPE_SCRUB_ENABLED",
-    }
-)
-
-# SAM policy templates the ingest function may use (least privilege).
-INGEST_ALLOWED_POLICY_TEMPLATES = frozenset({"SQSSendMessagePolicy"})
-
-EXAMPLE_LOG_GROUP_TAGS = {
-    "LogType": "application",
-    "ExportEnabled": "true",
-    "SentrySync": "pending",
-    "LangfuseSync": "pending",
+# The design's log types per ECS service: retention parameter, its seed default, and the tags.
+LOG_TYPES: dict[str, dict[str, Any]] = {
+    "application": {
+        "prefix": "Application",
+        "parameter": "ApplicationLogRetentionDays",
+        "days": 14,
+        "tags": {
+            "LogType": "application",
+            "ExportEnabled": "true",
+            "SentrySync": "enabled",
+            "LangfuseSync": "disabled",
+        },
+    },
+    "errors": {
+        "prefix": "Errors",
+        "parameter": "ErrorsLogRetentionDays",
+        "days": 90,
+        "tags": {"LogType": "errors", "ExportEnabled": "true", "SentrySync": "enabled", "LangfuseSync": "disabled"},
+    },
+    "llm": {
+        "prefix": "Llm",
+        "parameter": "LlmLogRetentionDays",
+        "days": 60,
+        "tags": {"LogType": "llm", "ExportEnabled": "true", "SentrySync": "disabled", "LangfuseSync": "enabled"},
+    },
 }
+
+# Every LOGPIPE_* environment variable the code reads (layers/core/logpipe/settings.py). A name the
+# template sets that is not among them is almost certainly a typo (the code would silently ignore it).
+LOGPIPE_ENV_ALLOW_LIST = frozenset(
+    re.findall(r'"(LOGPIPE_[A-Z_]+)"', (REPO_ROOT / "layers/core/logpipe/settings.py").read_text(encoding="utf-8"))
+)
+
+# Statistics that make sense for a metric unit (an alarm averaging a count is almost always a bug).
+# The Sentry DSN secret: the one the stack creates, or the one given as a parameter (its ARN only).
+SENTRY_SECRET = {"Fn::If": ["CreateSentrySecret", {"Ref": "SentrySecret"}, {"Ref": "SentrySecretArn"}]}
+
+STATISTICS_FOR_UNIT = {"Count": {"Sum", "SampleCount", "Maximum"}, "Milliseconds": {"Average", "Maximum", "p99"}}
 
 
 # ---------------------------------------------------------------------------
@@ -133,6 +163,110 @@ def load_cfn_yaml(text: str) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# AWS::LanguageExtensions, as far as this template uses it
+# ---------------------------------------------------------------------------
+FOREACH_PREFIX = "Fn::ForEach::"
+
+
+class ExpansionError(ValueError):
+    """The template uses a language extension this expander does not implement."""
+
+
+def _substitute(node: Any, identifier: str, value: str) -> Any:
+    """Replace ${Id} / &{Id} (alphanumerics only) in every string and {"Ref": Id} by the item."""
+    if isinstance(node, str):
+        return node.replace("${" + identifier + "}", value).replace(
+            "&{" + identifier + "}", re.sub(r"[^A-Za-z0-9]", "", value)
+        )
+    if isinstance(node, list):
+        return [_substitute(item, identifier, value) for item in node]
+    if isinstance(node, dict):
+        if node == {"Ref": identifier}:
+            return value
+        return {_substitute(key, identifier, value): _substitute(item, identifier, value) for key, item in node.items()}
+    return node
+
+
+def _collection(node: Any, parameters: Mapping[str, Any]) -> list[str]:
+    if isinstance(node, list):
+        return [str(item) for item in node]
+    if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in parameters:
+        return [str(item) for item in parameters[node["Ref"]]]
+    raise ExpansionError(f"unsupported Fn::ForEach collection {node!r}")
+
+
+def _expand_section(section: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    expanded: dict[str, Any] = {}
+    for key, value in section.items():
+        if not key.startswith(FOREACH_PREFIX):
+            expanded[key] = value
+            continue
+        identifier, collection, fragment = value
+        for item in _collection(collection, parameters):
+            produced = _expand_section(_substitute(fragment, identifier, item), parameters)
+            duplicates = set(produced) & set(expanded)
+            if duplicates:
+                raise ExpansionError(f"{key} produces duplicate keys {sorted(duplicates)}")
+            expanded.update(produced)
+    return expanded
+
+
+def _resolve_language_functions(node: Any, mappings: Mapping[str, Any]) -> Any:
+    """Fn::FindInMap with DefaultValue (literal keys) and Ref of Fn::Sub without variables."""
+    if isinstance(node, list):
+        return [_resolve_language_functions(item, mappings) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _resolve_language_functions(item, mappings) for key, item in node.items()}
+    find = node.get("Fn::FindInMap")
+    if isinstance(find, list) and len(find) == 4 and all(isinstance(key, str) for key in find[:3]):
+        top, second = mappings.get(find[0], {}).get(find[1]), None
+        if isinstance(top, dict):
+            second = top.get(find[2])
+        return find[3]["DefaultValue"] if second is None else second
+    ref = node.get("Ref")
+    if isinstance(ref, dict) and set(ref) == {"Fn::Sub"} and isinstance(ref["Fn::Sub"], str):
+        if "${" in ref["Fn::Sub"]:
+            raise ExpansionError(f"Ref of a Fn::Sub with variables: {ref!r}")
+        return {"Ref": ref["Fn::Sub"]}
+    return node
+
+
+def expand_language_extensions(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The template after AWS::LanguageExtensions (Fn::ForEach, FindInMap defaults), SAM still to run."""
+    expanded = copy.deepcopy(dict(template))
+    for section in ("Conditions", "Resources", "Outputs"):
+        if section in expanded:
+            expanded[section] = _expand_section(expanded[section], parameters)
+    expanded = dict(_resolve_language_functions(expanded, expanded.get("Mappings", {})))
+    transforms = expanded["Transform"]
+    expanded["Transform"] = [name for name in transforms if name != LANGUAGE_EXTENSIONS]
+    if len(expanded["Transform"]) == 1:
+        expanded["Transform"] = expanded["Transform"][0]
+    return expanded
+
+
+def sam_transform(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Run aws-sam-translator offline: a fixed region, and no managed policy names to look up."""
+    import boto3
+    from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
+    from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
+
+    packaged = copy.deepcopy(dict(template))
+    # What `sam package` does first: local code folders become S3 objects.
+    for resource in packaged["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            local = resource.get("Properties", {}).get(uri)
+            if isinstance(local, str) and not local.startswith("s3://"):
+                resource["Properties"][uri] = f"s3://artifacts/{local.strip('/')}.zip"
+    values = {key: ",".join(value) if isinstance(value, list) else value for key, value in parameters.items()}
+    values.update(PSEUDO_PARAMETERS)
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="ap-northeast-2"))
+    result: dict[str, Any] = translator.translate(packaged, parameter_values=values, get_managed_policy_map=dict)
+    return result
+
+
+# ---------------------------------------------------------------------------
 # Template helpers
 # ---------------------------------------------------------------------------
 def walk(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -161,71 +295,39 @@ def referenced_ids(node: Any) -> set[str]:
         sub_str = sub[0] if isinstance(sub, list) else sub
         if isinstance(sub_str, str):
             found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", sub_str))
+        if isinstance(sub, list) and len(sub) == 2 and isinstance(sub[1], dict):
+            found.difference_update(sub[1])
     return {ref for ref in found if not ref.startswith("AWS::")}
 
 
-def resources_of_type(template: dict[str, Any], *types: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template["Resources"].items() if res.get("Type") in types}
+def resources_of_type(template: Mapping[str, Any], *types: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: res for name, res in template["Resources"].items() if isinstance(res, dict) and res.get("Type") in types
+    }
 
 
-def function_globals(template: dict[str, Any]) -> dict[str, Any]:
-    section: dict[str, Any] = template.get("Globals", {}).get("Function", {})
-    return section
-
-
-def effective_function_property(template: dict[str, Any], function: dict[str, Any], name: str) -> Any:
-    """A function property as SAM resolves it (the function's own value wins over Globals)."""
-    props = function.get("Properties", {})
-    return props.get(name, function_globals(template).get(name))
-
-
-def effective_layers(template: dict[str, Any], function: dict[str, Any]) -> list[Any]:
-    # SAM merges list-valued globals: Globals entries first, then the function's own.
-    return list(function_globals(template).get("Layers", [])) + list(function["Properties"].get("Layers", []))
-
-
-def effective_env(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(function_globals(template).get("Environment", {}).get("Variables", {}))
-    merged.update(function["Properties"].get("Environment", {}).get("Variables", {}))
-    return merged
-
-
-def log_group_name(template: dict[str, Any], value: Any) -> str:
-    """Render a LogGroupName value (literal, Sub, or Ref to a log group in this template) as text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Sub" in value:
-        sub = value["Fn::Sub"]
-        return str(sub[0] if isinstance(sub, list) else sub)
-    if isinstance(value, dict) and "Ref" in value:
-        target = template["Resources"].get(value["Ref"])
-        assert target is not None, f"LogGroupName refers to unknown resource/parameter {value['Ref']!r}"
-        assert target["Type"] == "AWS::Logs::LogGroup", f"{value['Ref']} is not a log group"
-        return log_group_name(template, target["Properties"]["LogGroupName"])
-    raise AssertionError(f"cannot interpret log group name {value!r}")
-
-
-def subscription_targets(template: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(origin, LogGroupName value) of every CloudWatch Logs subscription in the template."""
-    targets: list[tuple[str, Any]] = []
-    for fn_name, fn in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event_name, event in fn["Properties"].get("Events", {}).items():
-            if event.get("Type") == "CloudWatchLogs":
-                targets.append(
-                    (
-                        f"{fn_name}.Events.{event_name}",
-                        event["Properties"]["LogGroupName"],
-                    )
-                )
-    for name, res in resources_of_type(template, "AWS::Logs::SubscriptionFilter").items():
-        targets.append((name, res["Properties"]["LogGroupName"]))
-    return targets
+def resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
+    """Resolve Ref to a parameter (deployed value, else its default) and plain Fn::Sub, for assertions."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
+        return parameters[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([^}]+)\}", lambda match: str(parameters.get(match[1], match[0])), value["Fn::Sub"])
+    return value
 
 
 def tags_as_dict(tags: Any) -> dict[str, Any]:
     if isinstance(tags, dict):
         return dict(tags)
     return {tag["Key"]: tag["Value"] for tag in tags}
+
+
+def statements(policy_document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found = policy_document.get("Statement", [])
+    return list(found) if isinstance(found, list) else [found]
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
 
 
 # ---------------------------------------------------------------------------
@@ -236,6 +338,25 @@ def template() -> dict[str, Any]:
     loaded = load_cfn_yaml(TEMPLATE_PATH.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict), "template.yaml must be a mapping"
     return loaded
+
+
+@pytest.fixture(scope="module")
+def parameter_values(template: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter's deployed value: the defaults, overridden by DEPLOY_PARAMETERS."""
+    values = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+    values.update(DEPLOY_PARAMETERS)
+    values.update(PSEUDO_PARAMETERS)
+    return values
+
+
+@pytest.fixture(scope="module")
+def expanded(template: dict[str, Any]) -> dict[str, Any]:
+    return expand_language_extensions(template, DEPLOY_PARAMETERS)
+
+
+@pytest.fixture(scope="module")
+def deployed(expanded: dict[str, Any]) -> dict[str, Any]:
+    return sam_transform(expanded, DEPLOY_PARAMETERS)
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +372,15 @@ def ingest(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return fn
 
 
+@pytest.fixture(scope="module")
+def deployed_ingest(deployed: dict[str, Any]) -> dict[str, Any]:
+    fn: dict[str, Any] = deployed["Resources"]["IngestFunction"]
+    assert fn["Type"] == "AWS::Lambda::Function"
+    return fn
+
+
 # ---------------------------------------------------------------------------
-# The loader itself
+# The loader and the expander themselves
 # ---------------------------------------------------------------------------
 def test_loader_understands_every_cloudformation_short_tag() -> None:
     doc = load_cfn_yaml(
@@ -305,28 +433,111 @@ def test_referenced_ids_helper() -> None:
         "a": {"Ref": "A"},
         "b": {"Fn::GetAtt": ["B", "Arn"]},
         "c": {"Fn::Sub": "${C.Arn}/${AWS::Region}/${!Literal}"},
+        "d": {"Fn::Sub": ["${Local}-${D}", {"Local": "x"}]},
     }
-    assert referenced_ids(node) == {"A", "B", "C"}
+    assert referenced_ids(node) == {"A", "B", "C", "D"}
+
+
+def test_expander_follows_the_documented_foreach_semantics() -> None:
+    """${Id} keeps the item, &{Id} keeps its alphanumerics, Ref Id is the item, nested loops multiply."""
+    template = {
+        "Transform": [LANGUAGE_EXTENSIONS, SAM_TRANSFORM],
+        "Mappings": {"M": {"a-b": {"V": "mapped"}}},
+        "Resources": {
+            "Fn::ForEach::Outer": [
+                "Item",
+                {"Ref": "Items"},
+                {
+                    "Fn::ForEach::Inner": [
+                        "Kind",
+                        ["x", "y"],
+                        {
+                            "R&{Item}${Kind}": {
+                                "Type": "T",
+                                "Properties": {
+                                    "Name": {"Fn::Sub": "/${Item}/${Kind}/${AWS::Region}"},
+                                    "Raw": {"Ref": "Item"},
+                                    "Other": {"Ref": {"Fn::Sub": "R&{Item}x"}},
+                                    "Mapped": {"Fn::FindInMap": ["M", {"Ref": "Item"}, "V", {"DefaultValue": "dflt"}]},
+                                },
+                            }
+                        },
+                    ]
+                },
+            ]
+        },
+    }
+    result = expand_language_extensions(template, {"Items": ["a-b", "c"]})
+    assert result["Transform"] == SAM_TRANSFORM
+    assert sorted(result["Resources"]) == ["Rabx", "Raby", "Rcx", "Rcy"]
+    props = result["Resources"]["Raby"]["Properties"]
+    assert props["Name"] == {"Fn::Sub": "/a-b/y/${AWS::Region}"}
+    assert props["Raw"] == "a-b"
+    assert props["Other"] == {"Ref": "Rabx"}
+    assert props["Mapped"] == "mapped"
+    assert result["Resources"]["Rcx"]["Properties"]["Mapped"] == "dflt"
+
+
+def test_expander_refuses_what_it_does_not_implement() -> None:
+    template = {
+        "Transform": [LANGUAGE_EXTENSIONS],
+        "Resources": {"Fn::ForEach::L": ["I", {"Fn::Split": [",", "a"]}, {}]},
+    }
+    with pytest.raises(ExpansionError, match="collection"):
+        expand_language_extensions(template, {})
 
 
 # ---------------------------------------------------------------------------
-# Template structure
+# Template structure and parameters
 # ---------------------------------------------------------------------------
-def test_is_a_sam_template(template: dict[str, Any]) -> None:
-    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+def test_is_a_sam_template_with_language_extensions_first(template: dict[str, Any]) -> None:
+    # LanguageExtensions must run before SAM: the SAM transform cannot read Fn::ForEach.
+    assert template["Transform"] == [LANGUAGE_EXTENSIONS, SAM_TRANSFORM]
 
 
-def test_parameters(template: dict[str, Any]) -> None:
+def test_environment_and_service_parameters(template: dict[str, Any]) -> None:
     params = template["Parameters"]
     assert params["Environment"]["Default"] == "dev"
     assert set(params["Environment"]["AllowedValues"]) == {"dev", "stg", "prod"}
     assert params["LogLevel"]["Default"] == "INFO"
-    assert params["ExampleServiceName"]["Default"] == "pacs-backend"
+    assert params["ServiceNames"]["Type"] == "CommaDelimitedList"
+    assert params["ServiceNames"]["Default"].split(",") == ["pacs-backend", "keycloak", "api", "atlantis"]
 
 
-def test_log_level_parameter_maps_to_lambda_alc_levels(
-    template: dict[str, Any],
-) -> None:
+def test_retention_parameters_default_to_the_seed_and_allow_only_valid_days(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    for spec in LOG_TYPES.values():
+        parameter = params[spec["parameter"]]
+        assert parameter["Default"] == spec["days"], spec["parameter"]
+        assert set(parameter["AllowedValues"]) == ALLOWED_RETENTION_DAYS, spec["parameter"]
+    assert params["LambdaLogRetentionDays"]["Default"] == 14
+    assert set(params["LambdaLogRetentionDays"]["AllowedValues"]) == ALLOWED_RETENTION_DAYS
+
+
+def test_alert_and_credential_parameters(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    email = re.compile(params["AlertEmail"]["AllowedPattern"])
+    assert email.fullmatch("")
+    assert email.fullmatch("platform@example.com")
+    assert not email.fullmatch("not an address")
+    for webhook in ("SlackWebhookUrl", "TeamsWebhookUrl"):
+        assert params[webhook]["NoEcho"] is True, f"{webhook} holds a token: it must not echo"
+        assert params[webhook]["Default"] == ""
+        assert not re.fullmatch(params[webhook]["AllowedPattern"], "http://insecure.example.com/hook")
+    for secret in ("SentrySecretArn", "LangfuseSecretArn"):
+        pattern = re.compile(params[secret]["AllowedPattern"])
+        assert pattern.fullmatch("")
+        assert pattern.fullmatch("arn:aws:secretsmanager:ap-northeast-2:123456789012:secret:logpipe/sentry-AbCdEf")
+        assert not pattern.fullmatch("https://key@sentry.example.com/1"), f"{secret} must be an ARN, never the secret"
+
+
+def test_production_requires_an_alert_email(template: dict[str, Any]) -> None:
+    rule = template["Rules"]["ProductionAlertsReachSomeone"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
+
+
+def test_log_level_parameter_maps_to_lambda_alc_levels(template: dict[str, Any]) -> None:
     """Every allowed LogLevel must have an Advanced-Logging-Controls level (FindInMap would fail at deploy)."""
     alc_levels = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
     mapping = template["Mappings"]["AlcLogLevel"]
@@ -334,22 +545,41 @@ def test_log_level_parameter_maps_to_lambda_alc_levels(
         assert mapping[level]["Level"] in alc_levels, level
 
 
-def test_globals_environment(template: dict[str, Any]) -> None:
-    variables = function_globals(template)["Environment"]["Variables"]
-    assert variables["LOGPIPE_ENVIRONMENT"] == {"Ref": "Environment"}
-    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "LogPipe"
-    assert variables["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+def test_full_stream_services_are_exactly_the_services_the_metric_rules_read(template: dict[str, Any]) -> None:
+    """An application group the rules read must be streamed whole, or INFO/WARN metrics would never arrive."""
+    rules = load_metric_rules().rules
+    rule_services = set().union(*(rule.services or frozenset() for rule in rules))
+    assert rule_services, "the metric rules name no service"
+    mapping = template["Mappings"]["FullStreamServices"]
+    assert set(mapping) == rule_services
+    assert all(entry["FilterPattern"] == "" for entry in mapping.values())
+
+
+def test_every_parameter_is_used(template: dict[str, Any]) -> None:
+    referenced = referenced_ids({key: value for key, value in template.items() if key != "Parameters"})
+    unused = set(template["Parameters"]) - referenced
+    assert not unused, f"unused parameters: {sorted(unused)}"
+
+
+def test_every_reference_resolves_after_expansion(expanded: dict[str, Any]) -> None:
+    known = set(expanded["Resources"]) | set(expanded.get("Parameters", {}))
+    unresolved = referenced_ids(expanded["Resources"]) - known
+    assert not unresolved, f"dangling references: {sorted(unresolved)}"
+    conditions = set(expanded["Conditions"])
+    for name, resource in expanded["Resources"].items():
+        if "Condition" in resource:
+            assert resource["Condition"] in conditions, name
 
 
 # ---------------------------------------------------------------------------
-# Runtime / architecture
+# Functions and layer
 # ---------------------------------------------------------------------------
-def test_every_function_is_python312_on_arm64(template: dict[str, Any]) -> None:
-    functions = resources_of_type(template, "AWS::Serverless::Function", "AWS::Lambda::Function")
+def test_every_function_is_python312_on_arm64(deployed: dict[str, Any]) -> None:
+    functions = resources_of_type(deployed, "AWS::Lambda::Function")
     assert functions, "template defines no functions"
     for name, fn in functions.items():
-        assert effective_function_property(template, fn, "Runtime") == PY_RUNTIME, name
-        assert effective_function_property(template, fn, "Architectures") == [ARCH], name
+        assert fn["Properties"]["Runtime"] == PY_RUNTIME, name
+        assert fn["Properties"]["Architectures"] == [ARCH], name
 
 
 def test_every_layer_is_built_for_python312_arm64(template: dict[str, Any]) -> None:
@@ -368,182 +598,34 @@ def test_core_layer_content(resources: dict[str, dict[str, Any]]) -> None:
     props = resources["CoreLayer"]["Properties"]
     assert props["ContentUri"].rstrip("/") == "layers/core"
     assert props["RetentionPolicy"] in ("Retain", "Delete")
-    layer_dir = TEMPLATE_PATH.parent / "layers" / "core"
+    layer_dir = REPO_ROOT / "layers" / "core"
     assert (layer_dir / "requirements.txt").is_file()
     assert (layer_dir / "logpipe" / "__init__.py").is_file()
 
 
-# ---------------------------------------------------------------------------
-# Ingest function
-# ---------------------------------------------------------------------------
 def test_ingest_function_code_and_handler(ingest: dict[str, Any]) -> None:
     props = ingest["Properties"]
     assert props["Handler"] == "app.lambda_handler"
     assert props["CodeUri"].rstrip("/") == "functions/ingest"
-    assert (TEMPLATE_PATH.parent / "functions" / "ingest" / "app.py").is_file()
+    assert (REPO_ROOT / "functions" / "ingest" / "app.py").is_file()
 
 
-def test_ingest_function_uses_core_layer(template: dict[str, Any], ingest: dict[str, Any]) -> None:
-    assert {"Ref": "CoreLayer"} in effective_layers(template, ingest)
-
-
-def test_ingest_function_environment(template: dict[str, Any], ingest: dict[str, Any]) -> None:
-    env = effective_env(template, ingest)
+def test_ingest_function_environment(deployed_ingest: dict[str, Any]) -> None:
+    env = deployed_ingest["Properties"]["Environment"]["Variables"]
     assert env["LOGPIPE_PARKING_QUEUE_URL"] == {"Ref": "ParkingQueue"}
-    assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
+    assert env["LOGPIPE_DEAD_LETTER_QUEUE_URL"] == {"Ref": "ParkingDeadLetterQueue"}
+    assert env["LOGPIPE_SENTRY_SECRET"] == SENTRY_SECRET
     assert env["LOGPIPE_ENVIRONMENT"] == {"Ref": "Environment"}
-
-
-def test_ingest_function_policies_are_least_privilege(ingest: dict[str, Any]) -> None:
-    props = ingest["Properties"]
-    assert "Role" not in props, "an explicit role would bypass the policy templates checked here"
-    policies = props["Policies"]
-    assert isinstance(policies, list)
-    assert policies
-    for policy in policies:
-        # Strings are managed policy names/ARNs and dicts with Statement are
-        # inline documents: both are too easy to make broader than needed.
-        assert isinstance(policy, dict), f"managed policy {policy!r} not allowed"
-        assert len(policy) == 1, policy
-        (template_name, args) = next(iter(policy.items()))
-        assert template_name in INGEST_ALLOWED_POLICY_TEMPLATES, template_name
-        assert referenced_ids(args) == {"ParkingQueue"}, f"{template_name} must target only ParkingQueue"
-
-
-def test_no_hand_written_iam_resources(template: dict[str, Any]) -> None:
-    iam = resources_of_type(template, "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
-    assert not iam, f"IAM resources bypass the least-privilege checks: {sorted(iam)}"
-
-
-def test_ingest_function_logs_to_its_explicit_log_group(
-    template: dict[str, Any],
-    ingest: dict[str, Any],
-    resources: dict[str, dict[str, Any]],
-) -> None:
-    logging_config = ingest["Properties"]["LoggingConfig"]
-    assert logging_config["LogGroup"] == {"Ref": "IngestFunctionLogGroup"}
-    group = resources["IngestFunctionLogGroup"]
-    assert group["Type"] == "AWS::Logs::LogGroup"
-    assert group["Properties"]["RetentionInDays"] == 14
-    name = log_group_name(template, group["Properties"]["LogGroupName"])
-    assert name.startswith("/aws/lambda/"), name
-    function_name = ingest["Properties"].get("FunctionName")
-    if function_name is not None:
-        assert name == "/aws/lambda/" + log_group_name(template, function_name)
-
-
-def test_pipeline_log_groups_are_never_subscribed(template: dict[str, Any]) -> None:
-    """Subscribing the pipeline's own logs would feed its output back into itself."""
-    targets = subscription_targets(template)
-    assert targets, "expected at least one CloudWatch Logs subscription"
-    own_groups = {
-        fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-        for fn in resources_of_type(template, "AWS::Serverless::Function").values()
-        if isinstance(fn["Properties"].get("LoggingConfig", {}).get("LogGroup"), dict)
-    }
-    for origin, target in targets:
-        name = log_group_name(template, target)
-        assert not name.startswith("/aws/lambda/"), f"{origin} subscribes a Lambda log group ({name})"
-        assert referenced_ids(target).isdisjoint(own_groups), f"{origin} subscribes the pipeline's own log group"
-
-
-# ---------------------------------------------------------------------------
-# Parking queue
-# ---------------------------------------------------------------------------
-def test_parking_queue_redrives_to_dlq(resources: dict[str, dict[str, Any]]) -> None:
-    queue = resources["ParkingQueue"]
-    dlq = resources["ParkingDeadLetterQueue"]
-    assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
-    redrive = queue["Properties"]["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] == 5
-    assert "RedrivePolicy" not in dlq["Properties"], "the DLQ must be the end of the chain"
-
-
-def test_parking_queues_retention_and_encryption(
-    resources: dict[str, dict[str, Any]],
-) -> None:
-    fourteen_days = 14 * 24 * 60 * 60
-    for name in ("ParkingQueue", "ParkingDeadLetterQueue"):
-        props = resources[name]["Properties"]
-        assert props["MessageRetentionPeriod"] == fourteen_days, name
-        # SSE-SQS now; a customer-managed KMS key replaces it later.
-        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, name
-
-
-def test_parking_queue_visibility_timeout_covers_six_function_timeouts(
-    template: dict[str, Any],
-    resources: dict[str, dict[str, Any]],
-    ingest: dict[str, Any],
-) -> None:
-    timeout = effective_function_property(template, ingest, "Timeout")
-    assert isinstance(timeout, int)
-    assert timeout > 0
-    assert resources["ParkingQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
-
-
-# ---------------------------------------------------------------------------
-# Example subscribed source
-# ---------------------------------------------------------------------------
-def test_example_log_group_is_subscribed_to_ingest(template: dict[str, Any], ingest: dict[str, Any]) -> None:
-    events = {
-        name: event
-        for name, event in ingest["Properties"].get("Events", {}).items()
-        if event["Type"] == "CloudWatchLogs"
-    }
-    assert events, "IngestFunction has no CloudWatchLogs event"
-    for name, event in events.items():
-        assert event["Properties"]["FilterPattern"] == "", name
-        assert log_group_name(template, event["Properties"]["LogGroupName"]).startswith("/aws/ecs/"), name
-
-
-def test_subscribed_log_groups_follow_naming_and_tagging_convention(
-    template: dict[str, Any],
-) -> None:
-    subscribed = [
-        template["Resources"][target["Ref"]]
-        for _, target in subscription_targets(template)
-        if isinstance(target, dict) and "Ref" in target
-    ]
-    assert subscribed, "no subscribed log group is defined in the template"
-    for group in subscribed:
-        props = group["Properties"]
-        name = log_group_name(template, props["LogGroupName"])
-        assert re.fullmatch(r"/aws/ecs/(\$\{ExampleServiceName\}|[a-z0-9-]+)/application", name), name
-        tags = tags_as_dict(props["Tags"])
-        for key, value in EXAMPLE_LOG_GROUP_TAGS.items():
-            assert tags.get(key) == value, f"{name}: tag {key}"
-        assert tags.get("RetentionDays") == str(props["RetentionInDays"]), f"{name}: RetentionDays tag"
-        assert tags.get("Environment") == {"Ref": "Environment"}
-        assert tags.get("Project") == "pacs-logpipe"
-
-
-def test_example_log_group_name_uses_service_parameter(
-    resources: dict[str, dict[str, Any]],
-) -> None:
-    props = resources["ExampleApplicationLogGroup"]["Properties"]
-    assert props["LogGroupName"] == {"Fn::Sub": "/aws/ecs/${ExampleServiceName}/application"}
-    assert props["RetentionInDays"] == 14
-
-
-# ---------------------------------------------------------------------------
-# Whole-template invariants
-# ---------------------------------------------------------------------------
-def test_every_retention_value_is_allowed_by_cloudwatch(
-    template: dict[str, Any],
-) -> None:
-    checked = 0
-    for path, value in walk(template):
-        if path and path[-1] == "RetentionInDays":
-            assert value in ALLOWED_RETENTION_DAYS, f"{'.'.join(map(str, path))} = {value!r}"
-            checked += 1
-        if isinstance(value, dict) and value.get("Key") == "RetentionDays":
-            assert int(value["Value"]) in ALLOWED_RETENTION_DAYS, f"{'.'.join(map(str, path))} = {value!r}"
-            checked += 1
-    assert checked >= 3  # two log groups + the RetentionDays tag
+    assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LogPipe"
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert deployed_ingest["Properties"]["KmsKeyArn"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}
+    (layer,) = deployed_ingest["Properties"]["Layers"]
+    assert layer["Ref"].startswith("CoreLayer"), "SAM names the layer version CoreLayer<hash>"
 
 
 def test_every_logpipe_env_var_is_known(template: dict[str, Any]) -> None:
+    assert {"LOGPIPE_ENVIRONMENT", "LOGPIPE_PARKING_QUEUE_URL"} <= LOGPIPE_ENV_ALLOW_LIST, "settings.py moved?"
     names: list[tuple[str, str]] = []
     for path, value in walk(template):
         if len(path) >= 2 and path[-2:] == ("Environment", "Variables") and isinstance(value, dict):
@@ -554,15 +636,736 @@ def test_every_logpipe_env_var_is_known(template: dict[str, Any]) -> None:
     assert not unknown, f"unknown LOGPIPE_* environment variables (typo?): {unknown}"
 
 
-def test_every_reference_resolves(template: dict[str, Any]) -> None:
-    known = set(template["Resources"]) | set(template.get("Parameters", {}))
-    unresolved = referenced_ids(template) - known
-    assert not unresolved, f"dangling references: {sorted(unresolved)}"
+def test_ingest_reliability_settings(deployed: dict[str, Any], deployed_ingest: dict[str, Any]) -> None:
+    invoke_configs = resources_of_type(deployed, "AWS::Lambda::EventInvokeConfig")
+    assert len(invoke_configs) == 1
+    config = next(iter(invoke_configs.values()))["Properties"]
+    assert config["FunctionName"] == {"Ref": "IngestFunction"}
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
+    # Reserved concurrency is a parameter; -1 (the default) reserves none.
+    assert deployed_ingest["Properties"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert deployed["Conditions"]["HasReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "IngestReservedConcurrency"}, -1]}]
+    }
 
 
-def test_outputs(template: dict[str, Any]) -> None:
-    outputs = template["Outputs"]
-    assert outputs["IngestFunctionArn"]["Value"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
-    assert outputs["ParkingQueueUrl"]["Value"] == {"Ref": "ParkingQueue"}
-    assert outputs["ParkingDeadLetterQueueUrl"]["Value"] == {"Ref": "ParkingDeadLetterQueue"}
-    assert outputs["CoreLayerArn"]["Value"] == {"Ref": "CoreLayer"}
+def test_high_volume_mode_uses_an_encrypted_stream_with_partial_batch_failures(deployed: dict[str, Any]) -> None:
+    stream = deployed["Resources"]["LogStream"]
+    assert stream["Condition"] == "UseKinesis"
+    assert stream["Properties"]["StreamEncryption"] == {
+        "EncryptionType": "KMS",
+        "KeyId": {"Fn::GetAtt": ["PipelineKey", "Arn"]},
+    }
+    mapping = deployed["Resources"]["IngestStreamMapping"]
+    assert mapping["Condition"] == "UseKinesis"
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["LogStream", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
+    assert 1 <= props["ParallelizationFactor"] <= 10
+    assert props["BatchSize"] <= 10_000
+
+
+# ---------------------------------------------------------------------------
+# Log groups, for a two-service ServiceNames value
+# ---------------------------------------------------------------------------
+def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tagged(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
+    by_name = {resolve(group["Properties"]["LogGroupName"], parameter_values): group for group in groups.values()}
+    expected_names = {f"/aws/ecs/{service}/{log_type}" for service in TWO_SERVICES for log_type in LOG_TYPES}
+    assert expected_names <= set(by_name)
+    for service in TWO_SERVICES:
+        for log_type, spec in LOG_TYPES.items():
+            logical_id = f"{spec['prefix']}LogGroup{service.replace('-', '')}"
+            group = groups[logical_id]
+            props = group["Properties"]
+            assert resolve(props["LogGroupName"], parameter_values) == f"/aws/ecs/{service}/{log_type}"
+            assert props["RetentionInDays"] == {"Ref": spec["parameter"]}
+            assert resolve(props["RetentionInDays"], parameter_values) == spec["days"]
+            assert props["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}
+            tags = tags_as_dict(props["Tags"])
+            assert {key: tags[key] for key in spec["tags"]} == spec["tags"], logical_id
+            assert tags["RetentionDays"] == props["RetentionInDays"], logical_id
+            assert tags["Service"] == service
+            assert tags["Environment"] == {"Ref": "Environment"}
+            assert tags["Project"] == "pacs-logpipe"
+            # Log data outlives the stack: deleting the stack must not delete the logs.
+            assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("function", ["Ingest", "Replay"])
+def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
+    deployed: dict[str, Any], parameter_values: dict[str, Any], function: str
+) -> None:
+    fn = deployed["Resources"][f"{function}Function"]["Properties"]
+    assert fn["LoggingConfig"]["LogGroup"] == {"Ref": f"{function}FunctionLogGroup"}
+    props = deployed["Resources"][f"{function}FunctionLogGroup"]["Properties"]
+    expected = f"pacs-logpipe-{function.lower()}"
+    assert resolve(props["LogGroupName"], parameter_values) == f"/aws/lambda/{expected}"
+    assert resolve(fn["FunctionName"], parameter_values) == expected
+    assert resolve(props["RetentionInDays"], parameter_values) == 14
+    assert props["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}
+
+
+def test_every_log_group_is_encrypted_with_the_logs_key_and_validly_retained(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
+    assert len(groups) == 3 * len(TWO_SERVICES) + 2
+    for name, group in groups.items():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
+        assert resolve(group["Properties"]["RetentionInDays"], parameter_values) in ALLOWED_RETENTION_DAYS, name
+
+
+def test_logs_key_policy_is_scoped_to_cloudwatch_logs_without_a_cycle(deployed: dict[str, Any]) -> None:
+    key = deployed["Resources"]["LogsKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    logs_statements = [
+        statement
+        for statement in statements(key["KeyPolicy"])
+        if statement["Principal"].get("Service") == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    ]
+    assert len(logs_statements) == 1
+    statement = logs_statements[0]
+    assert set(statement["Action"]) == {
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+    }
+    arns = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert all(set(arn) == {"Fn::Sub"} for arn in arns), "build the ARNs with !Sub (GetAtt would be a cycle)"
+    assert any("log-group:/aws/ecs/*" in arn["Fn::Sub"] for arn in arns)
+    # No reference from the key policy to any log group: that would be a circular dependency.
+    groups = set(resources_of_type(deployed, "AWS::Logs::LogGroup"))
+    assert referenced_ids(key["KeyPolicy"]).isdisjoint(groups)
+    alias = deployed["Resources"]["LogsKeyAlias"]["Properties"]
+    assert alias["TargetKeyId"] == {"Ref": "LogsKey"}
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions and the single permission
+# ---------------------------------------------------------------------------
+def test_every_service_group_is_subscribed_once_to_the_ingest_route(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    filters = resources_of_type(deployed, "AWS::Logs::SubscriptionFilter")
+    assert len(filters) == 3 * len(TWO_SERVICES)
+    subscribed: Counter[str] = Counter()
+    for name, subscription in filters.items():
+        props = subscription["Properties"]
+        target = deployed["Resources"][props["LogGroupName"]["Ref"]]
+        group_name = resolve(target["Properties"]["LogGroupName"], parameter_values)
+        subscribed[group_name] += 1
+        assert props["DestinationArn"] == {
+            "Fn::If": ["UseKinesis", {"Fn::GetAtt": ["LogStream", "Arn"]}, {"Fn::GetAtt": ["IngestFunction", "Arn"]}]
+        }, name
+        assert props["RoleArn"] == {
+            "Fn::If": ["UseKinesis", {"Fn::GetAtt": ["LogsToStreamRole", "Arn"]}, {"Ref": "AWS::NoValue"}]
+        }, name
+        assert "IngestInvokePermission" in as_list(subscription["DependsOn"]), name
+    assert set(subscribed) == {f"/aws/ecs/{s}/{t}" for s in TWO_SERVICES for t in LOG_TYPES}
+    assert set(subscribed.values()) == {1}, "a group has at most 2 subscription filters: use one"
+
+
+def test_filter_patterns_cut_cost_only_where_nothing_is_lost(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    filters = resources_of_type(deployed, "AWS::Logs::SubscriptionFilter")
+    by_group = {
+        resolve(
+            deployed["Resources"][f["Properties"]["LogGroupName"]["Ref"]]["Properties"]["LogGroupName"],
+            parameter_values,
+        ): f["Properties"]["FilterPattern"]
+        for f in filters.values()
+    }
+    # pacs-backend feeds the PACS metric rules: its application lines all go.
+    assert by_group["/aws/ecs/pacs-backend/application"] == ""
+    # api feeds no metric rule: only its error lines are routed.
+    assert by_group["/aws/ecs/api/application"] == {"Ref": "ErrorsOnlyFilterPattern"}
+    errors_only = parameter_values["ErrorsOnlyFilterPattern"]
+    assert "?ERROR" in errors_only.split()
+    assert "?error" in errors_only.split()
+    for service in TWO_SERVICES:
+        assert by_group[f"/aws/ecs/{service}/errors"] == "", "error groups hold trace continuations too"
+        assert by_group[f"/aws/ecs/{service}/llm"] == ""
+
+
+def test_one_wildcard_lambda_permission_instead_of_one_per_group(deployed: dict[str, Any]) -> None:
+    permissions = resources_of_type(deployed, "AWS::Lambda::Permission")
+    assert list(permissions) == ["IngestInvokePermission"], "one permission per group overflows the 20 KB policy"
+    props = permissions["IngestInvokePermission"]["Properties"]
+    assert props["Action"] == "lambda:InvokeFunction"
+    assert props["FunctionName"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
+    assert props["Principal"] == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    condition, account_wide, ecs_only = props["SourceArn"]["Fn::If"]
+    assert condition == "UseAccountSubscriptionPolicy"
+    assert account_wide["Fn::Sub"].endswith(":log-group:*")
+    assert ecs_only["Fn::Sub"].endswith(":log-group:/aws/ecs/*")
+
+
+def test_pipeline_log_groups_are_never_subscribed(deployed: dict[str, Any], parameter_values: dict[str, Any]) -> None:
+    """Subscribing the pipeline's own logs would feed its output back into itself."""
+    filters = resources_of_type(deployed, "AWS::Logs::SubscriptionFilter")
+    assert filters
+    for name, subscription in filters.items():
+        target = deployed["Resources"][subscription["Properties"]["LogGroupName"]["Ref"]]
+        group_name = resolve(target["Properties"]["LogGroupName"], parameter_values)
+        assert not group_name.startswith("/aws/lambda/"), f"{name} subscribes a Lambda log group ({group_name})"
+    functions = resources_of_type(deployed, "AWS::Lambda::Function")
+    assert all("Events" not in fn["Properties"] for fn in functions.values())
+
+
+def test_account_level_subscription_policy_excludes_the_pipeline_and_subscribed_groups(
+    deployed: dict[str, Any],
+) -> None:
+    policy = deployed["Resources"]["AccountSubscriptionFilterPolicy"]
+    assert policy["Condition"] == "UseAccountSubscriptionPolicy"
+    props = policy["Properties"]
+    assert props["PolicyType"] == "SUBSCRIPTION_FILTER_POLICY"
+    template_string, variables = props["SelectionCriteria"]["Fn::Sub"]
+    rendered = template_string.replace("${AWS::StackName}", "pacs-logpipe")
+    for name, join in variables.items():
+        separator, _ = join["Fn::Join"]
+        rendered = rendered.replace("${" + name + "}", separator.join(TWO_SERVICES))
+    excluded = json.loads(rendered.removeprefix("LogGroupName NOT IN "))
+    assert {"/aws/lambda/pacs-logpipe-ingest", "/aws/lambda/pacs-logpipe-replay"} <= set(excluded)
+    assert {f"/aws/ecs/{s}/{t}" for s in TWO_SERVICES for t in LOG_TYPES} <= set(excluded)
+    assert len(excluded) <= 50, "the selection criteria hold at most 50 names"
+
+
+# ---------------------------------------------------------------------------
+# Queues, table, secrets
+# ---------------------------------------------------------------------------
+def test_parking_queue_redrives_to_dlq(deployed: dict[str, Any]) -> None:
+    queue = deployed["Resources"]["ParkingQueue"]
+    dlq = deployed["Resources"]["ParkingDeadLetterQueue"]
+    assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
+    redrive = queue["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] == 5
+    assert "RedrivePolicy" not in dlq["Properties"], "the DLQ must be the end of the chain"
+
+
+def test_queue_retention_and_visibility(deployed: dict[str, Any], deployed_ingest: dict[str, Any]) -> None:
+    fourteen_days = 14 * 24 * 60 * 60
+    for name in ("ParkingQueue", "ParkingDeadLetterQueue", "IngestFailureQueue"):
+        assert deployed["Resources"][name]["Properties"]["MessageRetentionPeriod"] == fourteen_days, name
+    timeout = deployed_ingest["Properties"]["Timeout"]
+    assert deployed["Resources"]["ParkingQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_every_queue_refuses_plain_http(deployed: dict[str, Any]) -> None:
+    queues = set(resources_of_type(deployed, "AWS::SQS::Queue"))
+    policies = resources_of_type(deployed, "AWS::SQS::QueuePolicy")
+    covered: set[str] = set()
+    for policy in policies.values():
+        denies = [
+            s
+            for s in statements(policy["Properties"]["PolicyDocument"])
+            if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        if denies:
+            covered.update(ref["Ref"] for ref in policy["Properties"]["Queues"])
+    assert covered == queues
+
+
+def test_idempotency_table_matches_powertools_layout(deployed: dict[str, Any]) -> None:
+    props = deployed["Resources"]["IdempotencyTable"]["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_secrets_are_created_empty_unless_given_and_never_hold_a_value(deployed: dict[str, Any]) -> None:
+    for name, condition, parameter in (
+        ("SentrySecret", "CreateSentrySecret", "SentrySecretArn"),
+        ("LangfuseSecret", "CreateLangfuseSecret", "LangfuseSecretArn"),
+    ):
+        secret = deployed["Resources"][name]
+        assert secret["Condition"] == condition
+        assert deployed["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, ""]}
+        assert "SecretString" not in secret["Properties"], "a secret value in the template leaks it"
+        assert "GenerateSecretString" not in secret["Properties"]
+        output = deployed["Outputs"][parameter]["Value"]
+        assert output == {"Fn::If": [condition, {"Ref": name}, {"Ref": parameter}]}
+
+
+def test_every_queue_topic_table_bucket_stream_and_secret_is_kms_encrypted(deployed: dict[str, Any]) -> None:
+    key_refs = ({"Ref": "PipelineKey"}, {"Fn::GetAtt": ["PipelineKey", "Arn"]})
+    checks: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "AWS::SQS::Queue": lambda p: p.get("KmsMasterKeyId"),
+        "AWS::SNS::Topic": lambda p: p.get("KmsMasterKeyId"),
+        "AWS::DynamoDB::Table": lambda p: (
+            p["SSESpecification"]["KMSMasterKeyId"]
+            if p.get("SSESpecification", {}).get("SSEEnabled") and p["SSESpecification"].get("SSEType") == "KMS"
+            else None
+        ),
+        "AWS::Kinesis::Stream": lambda p: p.get("StreamEncryption", {}).get("KeyId"),
+        "AWS::SecretsManager::Secret": lambda p: p.get("KmsKeyId"),
+        "AWS::S3::Bucket": lambda p: (
+            p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"].get(
+                "KMSMasterKeyID"
+            )
+            if "BucketEncryption" in p
+            else None
+        ),
+    }
+    checked: Counter[str] = Counter()
+    for resource_type, key_of in checks.items():
+        for name, resource in resources_of_type(deployed, resource_type).items():
+            assert key_of(resource["Properties"]) in key_refs, f"{name} ({resource_type}) is not KMS-encrypted"
+            checked[resource_type] += 1
+    assert checked["AWS::SQS::Queue"] == 3
+    assert checked["AWS::SNS::Topic"] == 1
+    assert checked["AWS::DynamoDB::Table"] == 1
+    assert checked["AWS::Kinesis::Stream"] == 1
+    assert checked["AWS::SecretsManager::Secret"] == 2
+    rotation = [r["Properties"]["EnableKeyRotation"] for r in resources_of_type(deployed, "AWS::KMS::Key").values()]
+    assert rotation == [True, True]
+
+
+# ---------------------------------------------------------------------------
+# IAM: least privilege
+# ---------------------------------------------------------------------------
+def _iam_statements(deployed: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, resource in resources_of_type(
+        deployed, "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"
+    ).items():
+        props = resource["Properties"]
+        documents = [policy["PolicyDocument"] for policy in _flatten_if(props.get("Policies", []))]
+        if "PolicyDocument" in props:
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            for statement in statements(document):
+                yield name, statement
+
+
+def _flatten_if(policies: list[Any]) -> Iterator[dict[str, Any]]:
+    for policy in policies:
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            branch = policy["Fn::If"][1]
+            if branch != {"Ref": "AWS::NoValue"}:
+                yield branch
+        else:
+            yield policy
+
+
+def test_no_iam_statement_allows_every_action(deployed: dict[str, Any]) -> None:
+    found = list(_iam_statements(deployed))
+    assert len(found) >= 4, "expected the function role's and the stream role's statements"
+    for name, statement in found:
+        actions = as_list(statement.get("Action", []))
+        assert "*" not in actions, f"{name} allows Action '*'"
+        assert not any(str(action).endswith(":*") for action in actions), f"{name} allows a whole service: {actions}"
+        assert "NotAction" not in statement, f"{name} uses NotAction"
+
+
+def test_ingest_role_lists_only_what_the_function_uses(deployed: dict[str, Any]) -> None:
+    role = deployed["Resources"]["IngestFunctionRole"]["Properties"]
+    # Managed policies: the basic execution role (its own log group) and X-Ray writes (Tracing).
+    assert {str(arn).rsplit("/", 1)[-1] for arn in role["ManagedPolicyArns"]} == {
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
+    }
+    allowed_resources = {
+        "ParkingQueue",
+        "ParkingDeadLetterQueue",
+        "IngestFailureQueue",
+        "PipelineKey",
+        "LogStream",
+        "SentrySecret",
+        "SentrySecretArn",
+    }
+    actions: set[str] = set()
+    for policy in _flatten_if(role["Policies"]):
+        for statement in statements(policy["PolicyDocument"]):
+            assert statement["Effect"] == "Allow"
+            actions.update(as_list(statement["Action"]))
+            refs = referenced_ids(statement["Resource"])
+            assert refs, f"{statement} is not bound to a resource of this stack"
+            assert refs <= allowed_resources, f"{statement} reaches beyond its queues, key and stream"
+    assert {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt", "kinesis:GetRecords"} <= actions
+    assert {a for a in actions if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    assert not any(action.startswith(("dynamodb:", "s3:", "logs:", "sqs:Receive", "sqs:Delete")) for action in actions)
+
+
+def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed: dict[str, Any]) -> None:
+    fn = deployed["Resources"]["ReplayFunction"]["Properties"]
+    assert fn["Handler"] == "app.lambda_handler"
+    assert (REPO_ROOT / "functions" / "replay" / "app.py").is_file()
+    env = fn["Environment"]["Variables"]
+    assert env["LOGPIPE_PARKING_QUEUE_URL"] == {"Ref": "ParkingQueue"}
+    assert env["LOGPIPE_DEAD_LETTER_QUEUE_URL"] == {"Ref": "ParkingDeadLetterQueue"}
+    assert env["LOGPIPE_SENTRY_SECRET"] == SENTRY_SECRET
+    (mapping,) = [
+        m
+        for m in resources_of_type(deployed, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": "ReplayFunction"}
+    ]
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["ParkingQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Messages stay invisible while a replay invocation works on them (>= 6 x the function timeout).
+    visibility = deployed["Resources"]["ParkingQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * fn["Timeout"]
+    role = deployed["Resources"]["ReplayFunctionRole"]["Properties"]
+    actions: set[str] = set()
+    for policy in _flatten_if(role["Policies"]):
+        for statement in statements(policy["PolicyDocument"]):
+            actions.update(as_list(statement["Action"]))
+            assert referenced_ids(statement["Resource"]) <= {
+                "ParkingQueue",
+                "ParkingDeadLetterQueue",
+                "PipelineKey",
+                "SentrySecret",
+                "SentrySecretArn",
+            }, statement
+    assert {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage*", "kms:Decrypt"} <= actions
+    # Not AWSLambdaSQSQueueExecutionRole (receive and delete on every queue), which a SAM SQS event adds.
+    assert {str(arn).rsplit("/", 1)[-1] for arn in role["ManagedPolicyArns"]} == {
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
+    }
+    assert {"secretsmanager:GetSecretValue"} == {a for a in actions if a.startswith("secretsmanager:")}
+
+
+def test_stream_role_can_only_put_records(deployed: dict[str, Any]) -> None:
+    role = deployed["Resources"]["LogsToStreamRole"]
+    assert role["Condition"] == "UseKinesis"
+    trust = statements(role["Properties"]["AssumeRolePolicyDocument"])[0]
+    assert trust["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    assert "aws:SourceArn" in trust["Condition"]["StringLike"]
+    actions = {action for _, s in _iam_statements({"Resources": {"R": role}}) for action in as_list(s["Action"])}
+    assert actions == {"kinesis:PutRecord", "kinesis:PutRecords", "kms:GenerateDataKey"}
+
+
+# ---------------------------------------------------------------------------
+# Alarms, tied to what the code publishes
+# ---------------------------------------------------------------------------
+def _synthetic_line(rule: MetricRule) -> str:
+    """A JSON log line that the rule's first alternative matches."""
+    matcher = rule.when[0]
+    document: dict[str, Any] = {"message": matcher.message or matcher.message_prefix or "synthetic"}
+    if matcher.levels:
+        document["level"] = min(level.value for level in matcher.levels)
+    for field in (*matcher.has_fields, *rule.positional_fields):
+        document[field] = 42
+    document.update(dict(matcher.fields))
+    return json.dumps(document)
+
+
+def _published_pacs_documents(rule: MetricRule, environment: str) -> list[dict[str, Any]]:
+    """The EMF documents the metric code renders for one matching record of the rule's first service."""
+    service = min(rule.services or {"pacs-backend"})
+    now_ms = 1_795_300_000_000
+    context = StreamContext(
+        f"/aws/ecs/{service}/application", "s", "1", "ap-northeast-2", "ecs", service, "application", environment
+    )
+    line = _synthetic_line(rule)
+    parsed = parse_line(line)
+    record = LogRecord(
+        now_ms,
+        parsed.level or Level.INFO,
+        parsed.message,
+        service,
+        environment,
+        parsed.request_id,
+        parsed.fields,
+        parsed.exception,
+        "1",
+        context,
+        parsed.format,
+        parsed.logger,
+        line,
+    )
+    aggregator = MetricAggregator(load_metric_rules())
+    aggregator.observe(record)
+    documents = list(aggregator.documents(now_ms))
+    assert documents, f"the rule {rule.name} did not match its own synthetic line {line}"
+    return documents
+
+
+def _alarm_dimensions(alarm: Mapping[str, Any], parameter_values: Mapping[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: resolve(d["Value"], parameter_values) for d in alarm["Properties"].get("Dimensions", [])}
+
+
+def test_pacs_alarms_match_the_seed_thresholds(deployed: dict[str, Any]) -> None:
+    errors = deployed["Resources"]["PacsBackendErrorRateAlarm"]["Properties"]
+    assert (errors["MetricName"], errors["Statistic"], errors["Period"], errors["EvaluationPeriods"]) == (
+        "PACSBackendErrors",
+        "Sum",
+        300,
+        2,
+    )
+    assert (errors["Threshold"], errors["ComparisonOperator"]) == (10, "GreaterThanThreshold")
+    latency = deployed["Resources"]["PacsBackendResponseTimeAlarm"]["Properties"]
+    assert (latency["MetricName"], latency["Statistic"], latency["Period"], latency["EvaluationPeriods"]) == (
+        "PACSBackendResponseTime",
+        "Average",
+        300,
+        2,
+    )
+    assert (latency["Threshold"], latency["ComparisonOperator"]) == (5000, "GreaterThanThreshold")
+
+
+def test_every_pacs_alarm_watches_a_series_the_emf_code_publishes(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    rules = {rule.name: rule for rule in load_metric_rules().rules}
+    namespaces = {rule.namespace for rule in rules.values()}
+    alarms = {
+        name: alarm
+        for name, alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"]["Namespace"] in namespaces
+    }
+    assert {"PacsBackendErrorRateAlarm", "PacsBackendResponseTimeAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        rule = rules.get(props["MetricName"])
+        assert rule is not None, f"{name} watches {props['MetricName']}, which no metric rule publishes"
+        assert props["Namespace"] == rule.namespace, name
+        assert props["Statistic"] in STATISTICS_FOR_UNIT[rule.unit], f"{name}: {props['Statistic']} of a {rule.unit}"
+        dimensions = _alarm_dimensions(alarm, parameter_values)
+        published = [
+            (directive["Namespace"], set(metric_set), {m["Name"] for m in directive["Metrics"]}, document)
+            for document in _published_pacs_documents(rule, "prod")
+            for directive in document["_aws"]["CloudWatchMetrics"]
+            for metric_set in directive["Dimensions"]
+        ]
+        matching = [
+            document
+            for namespace, dimension_names, metric_names, document in published
+            if namespace == props["Namespace"]
+            and props["MetricName"] in metric_names
+            and dimension_names == set(dimensions)
+        ]
+        assert matching, f"{name}: no EMF series {props['Namespace']}/{props['MetricName']} with {sorted(dimensions)}"
+        for key, value in dimensions.items():
+            assert matching[0][key] == value, f"{name}: dimension {key}"
+
+
+def test_every_pipeline_health_alarm_watches_a_series_the_function_publishes(
+    deployed: dict[str, Any],
+    deployed_ingest: dict[str, Any],
+    parameter_values: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = deployed_ingest["Properties"]["Environment"]["Variables"]
+    namespace = env["POWERTOOLS_METRICS_NAMESPACE"]
+    service = env["POWERTOOLS_SERVICE_NAME"]
+    environment = parameter_values["Environment"]
+    HealthMetrics(environment=environment, namespace=namespace, service=service).publish(Counter())
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CloudWatchMetrics"' in line]
+    assert documents, "the health metrics printed no EMF"
+    alarms = {
+        name: alarm
+        for name, alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"]["Namespace"] == namespace
+    }
+    assert {"IngestProcessingErrorsAlarm", "IngestMalformedPayloadsAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["MetricName"] in HEALTH_METRICS.values(), f"{name}: {props['MetricName']} is not published"
+        assert props["Statistic"] == "Sum", name
+        dimensions = _alarm_dimensions(alarm, parameter_values)
+        matching = [
+            document
+            for document in documents
+            for directive in document["_aws"]["CloudWatchMetrics"]
+            if directive["Namespace"] == namespace
+            and props["MetricName"] in {m["Name"] for m in directive["Metrics"]}
+            and any(set(metric_set) == set(dimensions) for metric_set in directive["Dimensions"])
+        ]
+        assert matching, f"{name}: no EMF series {namespace}/{props['MetricName']} with {sorted(dimensions)}"
+        for key, value in dimensions.items():
+            assert matching[0][key] == value, f"{name}: dimension {key}"
+
+
+def test_every_alarm_notifies_pacs_alerts(deployed: dict[str, Any]) -> None:
+    alarms = resources_of_type(deployed, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 12
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlertTopic"}], name
+        assert props["OKActions"] == [{"Ref": "AlertTopic"}], name
+        assert props["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), name
+        assert props["TreatMissingData"] == "notBreaching", name
+    assert deployed["Resources"]["AlertTopic"]["Properties"]["TopicName"] == "pacs-alerts"
+
+
+def test_pipeline_health_alarms_cover_errors_throttles_dlq_and_retry_age(deployed: dict[str, Any]) -> None:
+    watched = {
+        (
+            a["Properties"]["Namespace"],
+            a["Properties"]["MetricName"],
+            tuple(referenced_ids(a["Properties"].get("Dimensions", []))),
+        )
+        for a in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values()
+    }
+    assert ("AWS/Lambda", "Errors", ("IngestFunction",)) in watched
+    assert ("AWS/Lambda", "Throttles", ("IngestFunction",)) in watched
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("ParkingDeadLetterQueue",)) in watched
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("IngestFailureQueue",)) in watched
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", ("ParkingQueue",)) in watched
+    dlq = deployed["Resources"]["ParkingDeadLetterDepthAlarm"]["Properties"]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+def test_infrastructure_alarms_exist_only_where_named(template: dict[str, Any]) -> None:
+    named = expand_language_extensions(
+        template,
+        DEPLOY_PARAMETERS | {"RdsInstanceIds": ["pacs-postgresql"], "MonitoredBucketNames": ["pacs-storage"]},
+    )
+    rds_cpu = named["Resources"]["RdsCpuAlarmpacspostgresql"]["Properties"]
+    assert rds_cpu["Dimensions"] == [{"Name": "DBInstanceIdentifier", "Value": "pacs-postgresql"}]
+    assert (rds_cpu["MetricName"], rds_cpu["Threshold"], rds_cpu["EvaluationPeriods"]) == ("CPUUtilization", 80, 2)
+    connections = named["Resources"]["RdsConnectionsAlarmpacspostgresql"]["Properties"]
+    assert (connections["MetricName"], connections["Threshold"]) == ("DatabaseConnections", 80)
+    bucket = named["Resources"]["BucketSizeAlarmpacsstorage"]["Properties"]
+    assert (bucket["MetricName"], bucket["Threshold"], bucket["Period"]) == ("BucketSizeBytes", 100_000_000_000, 86400)
+    ecs = named["Resources"]["EcsCpuAlarmpacsbackend"]
+    assert ecs["Condition"] == "HasEcsCluster"
+    assert {d["Name"] for d in ecs["Properties"]["Dimensions"]} == {"ClusterName", "ServiceName"}
+    # Unnamed (the default, an empty list): the alarms are switched off by their conditions.
+    assert named["Conditions"]["HasRdsInstances"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RdsInstanceIds"}]}, ""]}]
+    }
+    for name in ("RdsCpuAlarmpacspostgresql", "RdsConnectionsAlarmpacspostgresql"):
+        assert named["Resources"][name]["Condition"] == "HasRdsInstances"
+    assert named["Resources"]["BucketSizeAlarmpacsstorage"]["Condition"] == "HasMonitoredBuckets"
+
+
+# ---------------------------------------------------------------------------
+# SNS
+# ---------------------------------------------------------------------------
+def test_alert_topic_subscriptions_and_policy(deployed: dict[str, Any]) -> None:
+    subscriptions = resources_of_type(deployed, "AWS::SNS::Subscription")
+    protocols = {name: (s["Properties"]["Protocol"], s.get("Condition")) for name, s in subscriptions.items()}
+    assert protocols == {
+        "AlertEmailSubscription": ("email", "HasAlertEmail"),
+        "AlertSlackSubscription": ("https", "HasSlackWebhook"),
+        "AlertTeamsSubscription": ("https", "HasTeamsWebhook"),
+    }
+    policy = deployed["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]
+    publish = [s for s in statements(policy) if s["Effect"] == "Allow"]
+    assert publish[0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert publish[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements(policy)
+    )
+    # The alarms publish to a KMS-encrypted topic: the key must let CloudWatch use it.
+    key_statements = statements(deployed["Resources"]["PipelineKey"]["Properties"]["KeyPolicy"])
+    assert any(s["Principal"].get("Service") == "cloudwatch.amazonaws.com" for s in key_statements)
+
+
+# ---------------------------------------------------------------------------
+# Dashboard and Logs Insights queries
+# ---------------------------------------------------------------------------
+def test_dashboard_shows_every_pacs_metric_and_the_pipeline_health(deployed: dict[str, Any]) -> None:
+    body = deployed["Resources"]["PipelineDashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]
+    series = {
+        (metric[0], metric[1])
+        for widget in body["widgets"]
+        if widget["type"] == "metric"
+        for metric in widget["properties"]["metrics"]
+    }
+    for rule in load_metric_rules().rules:
+        assert (rule.namespace, rule.name) in series, rule.name
+    for namespace, metric in series:
+        if namespace == "LogPipe":
+            assert metric in HEALTH_METRICS.values(), metric
+    alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
+    assert {"PacsBackendErrorRateAlarm", "ParkingDeadLetterDepthAlarm"} <= referenced_ids(alarm_widget)
+
+
+SEED_QUERIES = {
+    "ErrorSearchQuery": ("filter @message like /ERROR/", {"errors", "application"}),
+    "RequestIdTraceQuery": ("request_id", {"errors", "application", "llm"}),
+    "ResponseTimeStatsQuery": ("stats avg(duration), max(duration), min(duration) by bin(5m)", {"application"}),
+    "LlmCostQuery": ("sum(total_cost) as total", {"llm"}),
+    "PacsErrorAnalysisQuery": ("filter @message like /ERROR/", {"application"}),
+    "PacsPerformanceAnalysisQuery": ("parse @message /duration=(?<duration>\\d+)/", {"application"}),
+    "DicomProcessingAnalysisQuery": ("stats count() by bin(1h)", {"application"}),
+}
+
+
+def test_every_seed_query_is_a_query_definition_over_the_service_groups(deployed: dict[str, Any]) -> None:
+    queries = resources_of_type(deployed, "AWS::Logs::QueryDefinition")
+    assert set(queries) == set(SEED_QUERIES)
+    for name, (fragment, log_types) in SEED_QUERIES.items():
+        props = queries[name]["Properties"]
+        assert fragment in props["QueryString"], name
+        split = props["LogGroupNames"]["Fn::Split"]
+        assert split[0] == ","
+        text, variables = split[1]["Fn::Sub"]
+        for variable, join in variables.items():
+            separator, _ = join["Fn::Join"]
+            text = text.replace("${" + variable + "}", separator.join(TWO_SERVICES))
+        assert set(text.split(",")) == {f"/aws/ecs/{s}/{t}" for s in TWO_SERVICES for t in log_types}, name
+
+
+# ---------------------------------------------------------------------------
+# Grafana dashboard (CloudWatch data source), tied to the code's metrics
+# ---------------------------------------------------------------------------
+def test_grafana_dashboard_charts_every_pacs_metric_from_cloudwatch() -> None:
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    targets = [
+        (panel, target) for panel in dashboard["panels"] if panel.get("type") != "row" for target in panel["targets"]
+    ]
+    assert targets
+    rules = {rule.name: rule for rule in load_metric_rules().rules}
+    charted: set[str] = set()
+    for panel, target in targets:
+        assert target["datasource"]["type"] == "cloudwatch", panel["title"]
+        namespace, metric, dimensions = target["namespace"], target["metricName"], target["dimensions"]
+        if namespace == "LogPipe":
+            assert metric in HEALTH_METRICS.values(), metric
+            assert set(dimensions) == {"Environment", "service"}, panel["title"]
+            assert dimensions["service"] == "logpipe-ingest"
+            continue
+        rule = rules[metric]
+        assert namespace == rule.namespace, metric
+        # Both series the EMF documents publish: dimensionless, and per Service and Environment.
+        assert set(dimensions) in (set(), {"Service", "Environment"}), panel["title"]
+        assert target["statistic"] in STATISTICS_FOR_UNIT[rule.unit] | {"p95", "p50"}, panel["title"]
+        charted.add(metric)
+    assert charted == set(rules)
+    assert {variable["name"] for variable in dashboard["templating"]["list"]} >= {"datasource", "environment"}
+
+
+# ---------------------------------------------------------------------------
+# `logpipe smoke` reads this stack: keep its expectations equal to the template
+# ---------------------------------------------------------------------------
+def test_smoke_check_expects_exactly_the_unconditional_alarms_and_existing_outputs(deployed: dict[str, Any]) -> None:
+    from logpipe_cli.smoke import EXPECTED_ALARM_SUFFIXES, RETENTION_PARAMETERS
+
+    unconditional = {
+        alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        for alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values()
+        if "Condition" not in alarm
+    }
+    assert set(EXPECTED_ALARM_SUFFIXES) == unconditional
+    for log_type, parameter in RETENTION_PARAMETERS.items():
+        assert LOG_TYPES[log_type]["parameter"] == parameter
+    outputs = deployed["Outputs"]
+    for name in (
+        "LogsKeyArn",
+        "AlertTopicArn",
+        "AlarmNamePrefix",
+        "IngestFunctionArn",
+        "IngestFunctionName",
+        "ReplayFunctionName",
+    ):
+        assert name in outputs, name
+    assert outputs["AlarmNamePrefix"]["Value"] == {"Fn::Sub": "${AWS::StackName}-"}
+    assert outputs["LogStreamArn"]["Condition"] == "UseKinesis"
