@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import orjson
 
 from logpipe.records import Level, LogFormat, normalize_level
-from logpipe.sentry.stacktrace import lambda_error_trace
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -163,6 +162,9 @@ def _as_text(value: object) -> str:
 
 def _lambda_error_exception(document: Mapping[str, Any]) -> str:
     """Render the runtime's error JSON as the trace its own language prints (Python, Node, Java)."""
+    # Rare record type; the renderer's module compiles many patterns, so load it only when needed.
+    from logpipe.sentry.stacktrace import lambda_error_trace
+
     return lambda_error_trace(
         str(document.get("errorType", "Error")), document.get("errorMessage", ""), document.get("stackTrace")
     )
