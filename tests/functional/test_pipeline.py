@@ -158,6 +158,7 @@ def test_one_bad_kinesis_record_does_not_stop_the_others() -> None:
     assert result["malformed"]["payloads"] == 1
     assert result["events_in"] == 2
     assert harness.parking.flushed[0].source == "shard:1"
+    assert result["batchItemFailures"] == []  # parked, not failed: Kinesis must not retry the shard
 
 
 def test_malformed_events_inside_a_good_batch_are_parked_alone() -> None:

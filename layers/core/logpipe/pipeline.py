@@ -80,6 +80,7 @@ class IngestSummary:
     metric_samples: dict[str, int] = field(default_factory=dict)
     records_by_kind: dict[RecordKind, list[LogRecord]] = field(default_factory=dict)
     seconds: float = 0.0
+    from_kinesis: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready summary the handler returns."""
@@ -112,7 +113,11 @@ class IngestSummary:
             },
             "emf_documents": counters["emf_documents"],
             "seconds": round(self.seconds, 6),
-        }
+        } | (
+            # Kinesis event source mappings with ReportBatchItemFailures read this key. Nothing is
+            # ever reported failed: a record that cannot be processed is parked, not retried.
+            {"batchItemFailures": []} if self.from_kinesis else {}
+        )
 
 
 def _stdout_writer(line: bytes) -> None:
@@ -160,6 +165,7 @@ class IngestPipeline:
         parking = _RunParking(self.parking)
         self._run_parking = parking
         all_records: list[LogRecord] | None = [] if self.sinks else None
+        summary.from_kinesis = isinstance(event.get("Records"), list)
         for payload in iter_payloads(event):
             counters["payloads"] += 1
             try:
