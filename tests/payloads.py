@@ -69,3 +69,15 @@ def restamp(event: dict[str, Any], *, minutes_ago: int = 5) -> dict[str, Any]:
         for record in event["Records"]
     ]
     return event | {"Records": records}
+
+
+def parsed_records(log_group: str, messages: Sequence[str], *, start_ms: int, environment: str = "prod") -> list[Any]:
+    """The ``LogRecord``s the pipeline would build from these lines of one stream."""
+    from logpipe.assemble import assemble_records, stream_context
+    from logpipe.decode import LogBatch
+
+    document = data_message(log_group, messages, start_ms=start_ms)
+    batch = LogBatch(
+        "DATA_MESSAGE", OWNER, log_group, document["logStream"], (), document["logEvents"], None, "p", "awslogs"
+    )
+    return assemble_records(batch, stream_context(batch, "ap-northeast-2", environment))[0]

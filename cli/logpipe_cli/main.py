@@ -61,6 +61,18 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     return main_smoke(args.stack, metric_timeout_s=args.metric_timeout, region=args.region)
 
 
+def _cmd_export_plan(args: argparse.Namespace) -> int:
+    from logpipe_cli.export import main_plan
+
+    return main_plan(bucket=args.bucket, as_json=args.json)
+
+
+def _cmd_export_run(args: argparse.Namespace) -> int:
+    from logpipe_cli.export import main_run
+
+    return main_run(bucket=args.bucket, emit_metrics=args.metrics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="logpipe", description=__doc__)
@@ -91,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric-timeout", type=float, default=300.0, help="seconds to wait for the synthetic event's metric"
     )
     smoke_parser.set_defaults(run=_cmd_smoke)
+    export_parser = commands.add_parser(
+        "export", help="S3 export of aged logs (AWS, or moto with AWS_ENDPOINT_URL): plan (dry run) or run one step"
+    )
+    export_commands = export_parser.add_subparsers(dest="export_command", required=True)
+    export_plan = export_commands.add_parser("plan", help="per group: checkpoint, pending day windows, running task")
+    export_plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export_plan.set_defaults(run=_cmd_export_plan)
+    export_run = export_commands.add_parser("run", help="advance the export by one step and print the summary")
+    export_run.add_argument("--metrics", action="store_true", help="also write the EMF self-metrics (to stderr)")
+    export_run.set_defaults(run=_cmd_export_run)
+    for sub in (export_plan, export_run):
+        sub.add_argument("--bucket", help="destination bucket (default: LOGPIPE_EXPORT_BUCKET)")
     return parser
 
 

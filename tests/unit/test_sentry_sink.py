@@ -8,16 +8,14 @@ from typing import Any
 
 import pytest
 
-from logpipe.assemble import assemble_records, stream_context
 from logpipe.classify import RecordKind, classify
-from logpipe.decode import LogBatch
 from logpipe.parking import MemoryParkingLot, ParkReason
 from logpipe.records import LogRecord
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.sink import SentrySink
 from logpipe.sentry.transport import SendOutcome, SendResult
 from logpipe.sinks import DeliveryOutcome, SendContext
-from payloads import data_message
+from payloads import parsed_records
 
 pytestmark = pytest.mark.unit
 
@@ -42,20 +40,7 @@ def accepted(event: dict[str, Any]) -> SendResult:
 
 
 def _records(messages: list[str], log_group: str = "/aws/ecs/pacs-backend/application") -> list[LogRecord]:
-    document = data_message(log_group, messages, start_ms=int(NOW * 1000))
-    batch = LogBatch(
-        "DATA_MESSAGE",
-        "123456789012",
-        log_group,
-        document["logStream"],
-        (),
-        document["logEvents"],
-        None,
-        "p",
-        "awslogs",
-    )
-    records, _ = assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))
-    return records
+    return parsed_records(log_group, messages, start_ms=int(NOW * 1000))
 
 
 def _errors(count: int, *, distinct: bool = False) -> list[LogRecord]:

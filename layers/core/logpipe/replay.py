@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs import SQSClient
 
+    from logpipe.langfuse.replay import LangfuseResender
+
 MAX_VISIBILITY_SECONDS = 12 * 3600
+LANGFUSE_SINK = "langfuse"
+LANGFUSE_SEND_SECONDS = 20.0
 _NEEDS_A_HUMAN = frozenset(
     {ParkReason.MALFORMED_PAYLOAD, ParkReason.MALFORMED_EVENT, ParkReason.PROCESSING_ERROR, ParkReason.SINK_REJECTED}
 )
@@ -48,8 +52,10 @@ class Replayer:
         sqs: SQSClient | None = None,
         sender_factory: Callable[[str], EventSender] | None = None,
         clock: Callable[[], float] = time.time,
+        langfuse: LangfuseResender | None = None,
     ) -> None:
         """Wire the replayer; clients are created on first use."""
+        self.langfuse = langfuse
         self.queue_url = queue_url
         self.dead_letter_url = dead_letter_url
         self.router = router
@@ -89,7 +95,7 @@ class Replayer:
             self._dead_letter(message, f"needs a human: {message.get('detail', reason.value)}")
             return
         attributes: Mapping[str, str] = message.get("attributes") or {}
-        if attributes.get("sink") != SINK_NAME:
+        if attributes.get("sink") not in {SINK_NAME, LANGFUSE_SINK}:
             self._dead_letter(message, f"no replay route for sink {attributes.get('sink')!r}")
             return
         not_before = message.get("not_before")
@@ -99,7 +105,28 @@ class Replayer:
             self._count("not_due")
             msg = f"not due for {not_before - now:.0f}s"
             raise ReplayLaterError(msg)
+        if attributes.get("sink") == LANGFUSE_SINK:
+            self._resend_to_langfuse(record, message)
+            return
         self._resend_to_sentry(record, message, attributes)
+
+    def _resend_to_langfuse(self, record: SQSRecord, message: Mapping[str, Any]) -> None:
+        from logpipe.langfuse.replay import ResendOutcome
+
+        if self.langfuse is None:
+            self._dead_letter(message, "no Langfuse credentials configured")
+            return
+        result = self.langfuse.resend(message, time.monotonic() + LANGFUSE_SEND_SECONDS)
+        if result.outcome is ResendOutcome.DELIVERED:
+            self._count("delivered")
+        elif result.outcome is ResendOutcome.DUPLICATE:
+            self._count("duplicates_dropped")  # the ledger shows it was sent (or parked) elsewhere
+        elif result.outcome is ResendOutcome.RETRY_LATER:
+            self._postpone(record, result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS)
+            self._count("retry_later")
+            raise ReplayLaterError(result.reason)
+        else:
+            self._dead_letter(message, result.reason)
 
     def _resend_to_sentry(self, record: SQSRecord, message: Mapping[str, Any], attributes: Mapping[str, str]) -> None:
         dsn = self.router.dsn_for(attributes.get("service", "")) if self.router is not None else None

@@ -35,7 +35,7 @@ def build_parking(settings: Settings, logger: Any) -> ParkingLot:
 
 
 def build_sinks(settings: Settings) -> list[Sink]:
-    """The sinks configured for this deployment: Sentry when a DSN or a DSN secret is set."""
+    """The sinks configured for this deployment: Sentry (DSN or DSN secret), Langfuse (keys or secret)."""
     sinks: list[Sink] = []
     router = build_router(settings)
     if router is not None:
@@ -46,6 +46,11 @@ def build_sinks(settings: Settings) -> list[Sink]:
                 router, environment=settings.environment, max_per_fingerprint=settings.sentry_max_per_fingerprint
             )
         )
+    from logpipe.langfuse.config import build_langfuse_sink  # light: OTel and boto3 load on first send
+
+    langfuse = build_langfuse_sink(settings)
+    if langfuse is not None:
+        sinks.append(langfuse)
     return sinks
 
 
@@ -63,7 +68,9 @@ def build_router(settings: Settings) -> DsnRouter | None:
 
 def build_replayer(settings: Settings) -> Replayer:
     """Settings -> the parked-item replayer."""
+    from logpipe.langfuse.config import build_langfuse_resender
     from logpipe.replay import Replayer
+
     if not settings.parking_queue_url:
         msg = "LOGPIPE_PARKING_QUEUE_URL is required for replay"
         raise SettingsError(msg)
@@ -71,6 +78,7 @@ def build_replayer(settings: Settings) -> Replayer:
         queue_url=settings.parking_queue_url,
         dead_letter_url=settings.dead_letter_queue_url or settings.parking_queue_url,
         router=build_router(settings),
+        langfuse=build_langfuse_resender(settings),
     )
 
 

@@ -59,6 +59,11 @@ class Settings:
     sentry_dsn: str | None = None
     sentry_secret_id: str | None = None
     sentry_max_per_fingerprint: int = 10
+    langfuse_host: str | None = None
+    langfuse_public_key: str | None = None
+    langfuse_secret_key: str | None = None
+    langfuse_secret_id: str | None = None
+    ledger_table: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,4 +92,70 @@ class Settings:
             sentry_dsn=_optional(source, "LOGPIPE_SENTRY_DSN"),
             sentry_secret_id=_optional(source, "LOGPIPE_SENTRY_SECRET"),
             sentry_max_per_fingerprint=_positive_int(source, "LOGPIPE_SENTRY_MAX_PER_FINGERPRINT", default=10),
+            langfuse_host=_optional(source, "LOGPIPE_LANGFUSE_HOST"),
+            langfuse_public_key=_optional(source, "LOGPIPE_LANGFUSE_PUBLIC_KEY"),
+            langfuse_secret_key=_optional(source, "LOGPIPE_LANGFUSE_SECRET_KEY"),
+            langfuse_secret_id=_optional(source, "LOGPIPE_LANGFUSE_SECRET"),
+            ledger_table=_optional(source, "LOGPIPE_LEDGER_TABLE"),
+        )
+
+
+DEFAULT_EXPORT_CHECKPOINT_PREFIX = "/logpipe/export/checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """The S3 exporter's settings, kept apart so it needs no ingest-only variables (parking queue).
+
+    ``LOGPIPE_EXPORT_BUCKET`` (required in Lambda), ``LOGPIPE_EXPORT_PREFIX`` (default ``exports``),
+    ``LOGPIPE_EXPORT_MIN_AGE_HOURS`` (default 24, at least 12), ``LOGPIPE_EXPORT_LOG_GROUPS`` (comma list,
+    exported in addition to groups tagged ``ExportEnabled=true``) and
+    ``LOGPIPE_EXPORT_CHECKPOINT_PARAMETER_PREFIX`` (SSM path, default ``/logpipe/export/checkpoints``).
+    """
+
+    environment: str = "dev"
+    region: str = "ap-northeast-2"
+    bucket: str | None = None
+    prefix: str = "exports"
+    min_age_hours: int = 24
+    log_groups: tuple[str, ...] = ()
+    checkpoint_parameter_prefix: str = DEFAULT_EXPORT_CHECKPOINT_PREFIX
+    in_lambda: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ExportSettings:
+        """Read and validate the exporter's settings from environment variables."""
+        source = os.environ if env is None else env
+        # Reuse the shared validation; the ingest-only rule (parking queue in Lambda) does not apply here.
+        base = Settings.from_env({key: value for key, value in source.items() if key != "AWS_LAMBDA_FUNCTION_NAME"})
+        in_lambda = bool(source.get("AWS_LAMBDA_FUNCTION_NAME"))
+        bucket = _optional(source, "LOGPIPE_EXPORT_BUCKET")
+        if in_lambda and bucket is None:
+            msg = "LOGPIPE_EXPORT_BUCKET is required when running in Lambda"
+            raise SettingsError(msg)
+        # CloudWatch Logs data can take up to 12 h to become exportable; an earlier window could miss events.
+        min_age_hours = _positive_int(source, "LOGPIPE_EXPORT_MIN_AGE_HOURS", default=24)
+        if min_age_hours < 12:
+            msg = f"LOGPIPE_EXPORT_MIN_AGE_HOURS must be at least 12, got {min_age_hours}"
+            raise SettingsError(msg)
+        prefix = (source.get("LOGPIPE_EXPORT_PREFIX", "").strip() or "exports").strip("/")
+        if not prefix:
+            msg = "LOGPIPE_EXPORT_PREFIX must not be only slashes"
+            raise SettingsError(msg)
+        parameter_prefix = (
+            _optional(source, "LOGPIPE_EXPORT_CHECKPOINT_PARAMETER_PREFIX") or DEFAULT_EXPORT_CHECKPOINT_PREFIX
+        )
+        if not parameter_prefix.startswith("/"):
+            msg = f"LOGPIPE_EXPORT_CHECKPOINT_PARAMETER_PREFIX must start with '/', got {parameter_prefix!r}"
+            raise SettingsError(msg)
+        groups = tuple(part.strip() for part in source.get("LOGPIPE_EXPORT_LOG_GROUPS", "").split(",") if part.strip())
+        return cls(
+            environment=base.environment,
+            region=base.region,
+            bucket=bucket,
+            prefix=prefix,
+            min_age_hours=min_age_hours,
+            log_groups=groups,
+            checkpoint_parameter_prefix=parameter_prefix.rstrip("/"),
+            in_lambda=in_lambda,
         )

@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
+
+from logpipe.delivery import HttpOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,19 +26,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 60.0
 _USER_AGENT = "logpipe/0.1"
 
 
-class SendOutcome(StrEnum):
-    """What Sentry (or the network) did with one event."""
-
-    ACCEPTED = "accepted"
-    RATE_LIMITED = "rate_limited"
-    RETRYABLE = "retryable"
-    REJECTED = "rejected"
-    NETWORK_ERROR = "network_error"
-
-    @property
-    def should_retry(self) -> bool:
-        """Rate-limited, retryable and network failures are parked for a later attempt."""
-        return self in {SendOutcome.RATE_LIMITED, SendOutcome.RETRYABLE, SendOutcome.NETWORK_ERROR}
+# One outcome vocabulary for every sink; the local name reads better at the call sites.
+SendOutcome = HttpOutcome
 
 
 @dataclass(frozen=True, slots=True)

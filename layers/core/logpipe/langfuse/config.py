@@ -1,0 +1,43 @@
+"""Settings -> the Langfuse sink and resender (credentials, transport, ledger); no network at build time."""
+
+from __future__ import annotations
+
+from logpipe.langfuse.ledger import DeliveryLedger, DynamoDbLedger, MemoryLedger
+from logpipe.langfuse.replay import LangfuseResender
+from logpipe.langfuse.sink import LangfuseSink
+from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
+from logpipe.settings import Settings
+
+
+def credentials_source(settings: Settings) -> CredentialsSource | None:
+    """The secret in AWS, ``LOGPIPE_LANGFUSE_HOST``/``_PUBLIC_KEY``/``_SECRET_KEY`` locally, else none."""
+    if settings.langfuse_secret_id:
+        return CredentialsSource.from_secret(settings.langfuse_secret_id)
+    if settings.langfuse_host and settings.langfuse_public_key and settings.langfuse_secret_key:
+        return CredentialsSource.fixed(
+            settings.langfuse_host, settings.langfuse_public_key, settings.langfuse_secret_key
+        )
+    return None
+
+
+def delivery_ledger(settings: Settings) -> DeliveryLedger:
+    """DynamoDB when ``LOGPIPE_LEDGER_TABLE`` is set; otherwise per-container memory (local runs)."""
+    if settings.ledger_table:
+        return DynamoDbLedger(settings.ledger_table)
+    return MemoryLedger()
+
+
+def build_langfuse_sink(settings: Settings) -> LangfuseSink | None:
+    """The sink when Langfuse is configured, else None."""
+    credentials = credentials_source(settings)
+    if credentials is None:
+        return None
+    return LangfuseSink(OtlpTransport(credentials), delivery_ledger(settings))
+
+
+def build_langfuse_resender(settings: Settings) -> LangfuseResender | None:
+    """The replay side of the same configuration, else None."""
+    credentials = credentials_source(settings)
+    if credentials is None:
+        return None
+    return LangfuseResender(OtlpTransport(credentials), delivery_ledger(settings))

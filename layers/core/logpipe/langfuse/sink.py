@@ -1,0 +1,315 @@
+"""The Langfuse sink: LLM-call records -> generations -> OTLP chunks, each claimed, sent and confirmed.
+
+Per invocation: map every record (a record that cannot be mapped is dead-lettered with the reason
+and counted, never a crash), cut the generations into chunks (by span count and encoded size),
+and for each chunk: claim it in the delivery ledger (a redelivered batch finds it done or parked
+and is skipped), POST it once, and settle every record of it -- delivered, parked for retry with a
+not-before time (429 with Retry-After, 5xx and network errors after inline retries, the deadline),
+or dead-lettered (any other 4xx). Records handed to this sink are already scrubbed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from logpipe.classify import RecordKind
+from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError, chunk_key
+from logpipe.langfuse.mapping import Generation, MappingError, to_generation
+from logpipe.langfuse.transport import PostOutcome, PostResult
+from logpipe.parking import ParkedItem, ParkReason, item_id_for
+from logpipe.records import LogRecord
+from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
+
+SINK_NAME = "langfuse"
+DEFAULT_RETRY_SECONDS = 60.0
+DEFAULT_MAX_SPANS_PER_REQUEST = 200
+DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+_SPAN_OVERHEAD_BYTES = 600  # ids, times, attribute names and protobuf framing of one span
+
+
+class ChunkPoster(Protocol):
+    """Posts one OTLP body and confirms the outcome (``OtlpTransport`` or a test fake)."""
+
+    def post(self, body: bytes, deadline: float) -> PostResult:
+        """Send and confirm."""
+        ...
+
+
+class ChunkEncoder(Protocol):
+    """Generations -> one OTLP protobuf body (``SpanEncoder`` or a test fake)."""
+
+    def encode(self, generations: Sequence[Generation]) -> bytes:
+        """Build the spans and serialize the request."""
+        ...
+
+
+class SpanEncoder:
+    """The real encoder: OTel SDK spans on a private provider, created on first use."""
+
+    def __init__(self) -> None:
+        """Nothing is imported until the first chunk."""
+        self._builder: Any = None
+
+    def encode(self, generations: Sequence[Generation]) -> bytes:
+        """Build and serialize."""
+        from logpipe.langfuse.spans import SpanBuilder, encode_spans_body
+
+        if self._builder is None:
+            self._builder = SpanBuilder()
+        return encode_spans_body(self._builder.build(generations))
+
+
+@dataclass(slots=True)
+class ModelTotals:
+    """What was delivered for one model: calls, tokens and cost."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass(slots=True)
+class SendStats:
+    """Counters of one ``send`` beyond the per-record outcomes."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    by_model: dict[str, ModelTotals] = field(default_factory=dict)
+
+
+def _estimated_bytes(generation: Generation) -> int:
+    size = _SPAN_OVERHEAD_BYTES + len(generation.name) + len(generation.model)
+    for value in (generation.input, generation.output, generation.metadata):
+        if value is not None:
+            size += len(value.encode()) if isinstance(value, str) else len(orjson.dumps(value, default=str))
+    return size
+
+
+def chunk_generations(generations: Sequence[Generation], max_spans: int, max_bytes: int) -> list[list[Generation]]:
+    """Cut generations into request-sized chunks (a single oversized one still gets its own chunk)."""
+    chunks: list[list[Generation]] = []
+    current: list[Generation] = []
+    size = 0
+    for generation in generations:
+        estimate = _estimated_bytes(generation)
+        if current and (len(current) >= max_spans or size + estimate > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(generation)
+        size += estimate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def parked_generation(  # noqa: PLR0913 - everything a parked item records
+    generation: Generation,
+    *,
+    retry: bool,
+    detail: str,
+    now: float,
+    wait_seconds: float,
+    wait_for: str | None = None,
+) -> ParkedItem:
+    """One generation that was not delivered, ready for the retry queue or the DLQ."""
+    attributes = {
+        "sink": SINK_NAME,
+        "service": generation.service,
+        "trace_id": generation.trace_id,
+        "observation_id": generation.observation_id,
+    }
+    if wait_for is not None:
+        attributes["wait_for"] = wait_for
+    return ParkedItem(
+        reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
+        detail=detail,
+        body=orjson.dumps(generation.to_json(), default=str).decode(),
+        item_id=item_id_for(SINK_NAME, generation.event_id),
+        log_group=generation.log_group,
+        log_stream=generation.log_stream,
+        source=SINK_NAME,
+        not_before=now + wait_seconds if retry else None,
+        attributes=attributes,
+        dead_letter=not retry,
+    )
+
+
+class LangfuseSink:
+    """Delivers LLM-call records to Langfuse over OTLP, with a ledger against duplicate sends."""
+
+    name = SINK_NAME
+    kind = RecordKind.LLM
+
+    def __init__(  # noqa: PLR0913 - explicit knobs, all with defaults
+        self,
+        poster: ChunkPoster,
+        ledger: DeliveryLedger,
+        *,
+        encoder: ChunkEncoder | None = None,
+        max_spans_per_request: int = DEFAULT_MAX_SPANS_PER_REQUEST,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        lease_seconds: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Configure the sink; the OTel SDK loads with the first chunk."""
+        self.poster = poster
+        self.ledger = ledger
+        self.encoder: ChunkEncoder = encoder or SpanEncoder()
+        self.max_spans_per_request = max_spans_per_request
+        self.max_request_bytes = max_request_bytes
+        self.lease_seconds = lease_seconds
+        self._clock = clock
+        self.stats = SendStats()  # of the last send()
+
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> list[Delivery]:
+        """Map, chunk, claim, send, confirm; park or dead-letter what was not accepted."""
+        self.stats = SendStats()
+        deliveries: list[Delivery] = []
+        now = self._clock()
+        generations = self._map(records, context, deliveries)
+        for chunk in chunk_generations(generations, self.max_spans_per_request, self.max_request_bytes):
+            self._send_chunk(chunk, context, deliveries, now)
+        return deliveries
+
+    def _map(self, records: Sequence[LogRecord], context: SendContext, deliveries: list[Delivery]) -> list[Generation]:
+        generations: list[Generation] = []
+        for record in records:
+            try:
+                generations.append(to_generation(record))
+            except MappingError as error:
+                self._reject_record(record, f"mapping: {error}", context, deliveries)
+            except Exception as error:  # noqa: BLE001 - an unforeseen shape costs one record, never the batch
+                self._reject_record(record, f"mapping: unexpected {type(error).__name__}", context, deliveries)
+        return generations
+
+    def _reject_record(self, record: LogRecord, reason: str, context: SendContext, deliveries: list[Delivery]) -> None:
+        self.stats.counters["mapping_errors"] += 1
+        context.parking.park(
+            ParkedItem(
+                reason=ParkReason.SINK_REJECTED,
+                detail=reason,
+                body=record.raw,
+                item_id=item_id_for(SINK_NAME, record.event_id),
+                log_group=record.log_group,
+                log_stream=record.log_stream,
+                source=SINK_NAME,
+                attributes={"sink": SINK_NAME, "service": record.service},
+                dead_letter=True,
+            ),
+        )
+        deliveries.append(Delivery(record.event_id, DeliveryOutcome.DEAD_LETTERED, reason))
+
+    def _send_chunk(
+        self, chunk: list[Generation], context: SendContext, deliveries: list[Delivery], now: float
+    ) -> None:
+        counters = self.stats.counters
+        try:
+            body = self.encoder.encode(chunk)
+        except Exception as error:  # noqa: BLE001 - an SDK refusal costs this chunk, parked for a human
+            counters["encoding_errors"] += 1
+            detail = f"encoding: {type(error).__name__}: {error}"[:300]
+            self._park_all(chunk, context, deliveries, now, retry=False, detail=detail, wait=0.0)
+            return
+        if len(body) > self.max_request_bytes and len(chunk) > 1:
+            # The estimate was too low: halve until every request fits (deterministic, so redeliveries match).
+            middle = len(chunk) // 2
+            counters["chunk_splits"] += 1
+            self._send_chunk(chunk[:middle], context, deliveries, now)
+            self._send_chunk(chunk[middle:], context, deliveries, now)
+            return
+        key = chunk_key([generation.observation_id for generation in chunk])
+        try:
+            claim = self.ledger.claim(key)
+        except LedgerError as error:
+            counters["ledger_errors"] += 1
+            detail = f"ledger unavailable: {error}"
+            self._park_all(chunk, context, deliveries, now, retry=True, detail=detail, wait=DEFAULT_RETRY_SECONDS)
+            return
+        if claim in {ClaimResult.ALREADY_DONE, ClaimResult.ALREADY_PARKED}:
+            counters["ledger_duplicates"] += len(chunk)
+            reason = "already delivered (ledger)" if claim is ClaimResult.ALREADY_DONE else "already parked (ledger)"
+            deliveries.extend(Delivery(g.event_id, DeliveryOutcome.SKIPPED, reason) for g in chunk)
+            return
+        if claim is ClaimResult.IN_PROGRESS:
+            # Another invocation is sending this very chunk; replay checks the ledger once its lease is over.
+            counters["ledger_in_progress"] += len(chunk)
+            self._park_all(
+                chunk,
+                context,
+                deliveries,
+                now,
+                retry=True,
+                detail="in progress elsewhere",
+                wait=self.lease_seconds,
+                wait_for=key,
+            )
+            return
+        if time.monotonic() >= context.deadline:
+            # Marked parked in the ledger too, so a redelivered batch leaves these to the replay.
+            counters["deadline_parked_chunks"] += 1
+            result = PostResult(PostOutcome.RETRYABLE, None, 0.0, "deadline reached", attempts=0)
+        else:
+            counters["requests"] += 1
+            result = self.poster.post(body, context.deadline)
+        self._settle(chunk, key, result, context, deliveries, now)
+
+    def _settle(  # noqa: PLR0913, PLR0917 - one chunk's whole context
+        self,
+        chunk: list[Generation],
+        key: str,
+        result: PostResult,
+        context: SendContext,
+        deliveries: list[Delivery],
+        now: float,
+    ) -> None:
+        counters = self.stats.counters
+        delivered = result.outcome is PostOutcome.ACCEPTED
+        try:
+            self.ledger.finish(key, delivered=delivered)
+        except LedgerError:
+            # The send itself is settled; only a redelivery within the lease could now send it again.
+            counters["ledger_errors"] += 1
+        if delivered:
+            counters["spans_sent"] += len(chunk)
+            for generation in chunk:
+                totals = self.stats.by_model.setdefault(generation.model, ModelTotals())
+                totals.calls += 1
+                totals.input_tokens += generation.usage.get("input", 0)
+                totals.output_tokens += generation.usage.get("output", 0)
+                totals.cost += generation.cost.get("total", 0.0)
+                deliveries.append(Delivery(generation.event_id, DeliveryOutcome.DELIVERED))
+            return
+        counters[f"requests_{result.outcome.value}"] += 1
+        retry = result.outcome.should_retry
+        wait = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
+        detail = f"{result.outcome.value}: {result.reason}"
+        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait)
+
+    def _park_all(  # noqa: PLR0913 - one chunk's whole context
+        self,
+        chunk: list[Generation],
+        context: SendContext,
+        deliveries: list[Delivery],
+        now: float,
+        *,
+        retry: bool,
+        detail: str,
+        wait: float,
+        wait_for: str | None = None,
+    ) -> None:
+        outcome = DeliveryOutcome.PARKED if retry else DeliveryOutcome.DEAD_LETTERED
+        for generation in chunk:
+            item = parked_generation(
+                generation, retry=retry, detail=detail, now=now, wait_seconds=wait, wait_for=wait_for
+            )
+            context.parking.park(item)
+            deliveries.append(Delivery(generation.event_id, outcome, detail))
+
+    def flush(self) -> None:
+        """Every request completed inline; nothing is buffered."""

@@ -1,0 +1,231 @@
+"""Generations -> OpenTelemetry spans (SDK, private TracerProvider) -> one OTLP protobuf request body.
+
+The Langfuse SDK cannot set an observation's start time, so spans are built with the OpenTelemetry
+SDK directly: a TracerProvider of our own (never the global one), an id generator that hands out the
+ids derived from the log (so a re-sent span has the same trace and observation id), the times from
+the log, and Langfuse's attribute names. The OTel modules are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from logpipe.langfuse.mapping import Generation
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.trace import Tracer
+
+SCOPE_NAME = "logpipe.langfuse"
+SCOPE_VERSION = "1"
+RESOURCE_SERVICE_NAME = "logpipe-ingest"
+
+# Attribute names Langfuse reads (checked against the langfuse package by the contract test).
+OBSERVATION_TYPE = "langfuse.observation.type"
+OBSERVATION_MODEL = "langfuse.observation.model.name"
+OBSERVATION_INPUT = "langfuse.observation.input"
+OBSERVATION_OUTPUT = "langfuse.observation.output"
+OBSERVATION_USAGE_DETAILS = "langfuse.observation.usage_details"
+OBSERVATION_COST_DETAILS = "langfuse.observation.cost_details"
+OBSERVATION_METADATA = "langfuse.observation.metadata"
+OBSERVATION_LEVEL = "langfuse.observation.level"
+OBSERVATION_STATUS_MESSAGE = "langfuse.observation.status_message"
+TRACE_NAME = "langfuse.trace.name"
+TRACE_USER_ID = "user.id"
+TRACE_SESSION_ID = "session.id"
+ENVIRONMENT = "langfuse.environment"
+RELEASE = "langfuse.release"
+
+
+def _json(value: object) -> str:
+    # Same rule as the SDK: strings pass unchanged, everything else is JSON (non-ASCII kept readable).
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _metadata_value(value: object) -> str:
+    # Plain strings stay plain: the server only JSON-decodes metadata values for spans of its own SDK.
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def generation_attributes(generation: Generation) -> dict[str, str]:
+    """The span attributes of one generation, by Langfuse's names."""
+    attributes: dict[str, str] = {
+        OBSERVATION_TYPE: "generation",
+        OBSERVATION_MODEL: generation.model,
+        TRACE_NAME: generation.name,
+        ENVIRONMENT: generation.environment,
+    }
+    if generation.input is not None:
+        attributes[OBSERVATION_INPUT] = _json(generation.input)
+    if generation.output is not None:
+        attributes[OBSERVATION_OUTPUT] = _json(generation.output)
+    if generation.usage:
+        attributes[OBSERVATION_USAGE_DETAILS] = _json(generation.usage)
+    if generation.cost:
+        attributes[OBSERVATION_COST_DETAILS] = _json(generation.cost)
+    if generation.level is not None:
+        attributes[OBSERVATION_LEVEL] = generation.level
+    if generation.status_message is not None:
+        attributes[OBSERVATION_STATUS_MESSAGE] = generation.status_message
+    if generation.user_id is not None:
+        attributes[TRACE_USER_ID] = generation.user_id
+    if generation.session_id is not None:
+        attributes[TRACE_SESSION_ID] = generation.session_id
+    if generation.release is not None:
+        attributes[RELEASE] = generation.release
+    for key, value in generation.metadata.items():
+        attributes[f"{OBSERVATION_METADATA}.{key}"] = _metadata_value(value)
+    return attributes
+
+
+class SpanBuilder:
+    """Builds ended SDK spans from generations on a private TracerProvider; thread-safe."""
+
+    def __init__(self) -> None:
+        """Create the provider, its id generator and the collecting processor (imports the OTel SDK)."""
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
+        from opentelemetry.sdk.trace.id_generator import IdGenerator
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+        class PinnedIds(IdGenerator):
+            """Returns the ids set just before each span starts (the SDK asks for them in start_span)."""
+
+            trace_id = 0
+            span_id = 0
+
+            def generate_trace_id(self) -> int:
+                return self.trace_id
+
+            def generate_span_id(self) -> int:
+                return self.span_id
+
+        class Collector(SpanProcessor):
+            """Keeps every ended span for the current build."""
+
+            def __init__(self) -> None:
+                self.spans: list[ReadableSpan] = []
+
+            def on_end(self, span: ReadableSpan) -> None:
+                self.spans.append(span)
+
+        self._ids = PinnedIds()
+        self._collector = Collector()
+        # Everything explicit: no OTEL_* environment variable may change sampling, limits or resource.
+        self.provider: TracerProvider = TracerProvider(
+            sampler=ALWAYS_ON,
+            resource=Resource({"service.name": RESOURCE_SERVICE_NAME}),
+            shutdown_on_exit=False,
+            id_generator=self._ids,
+            span_limits=SpanLimits(
+                max_span_attributes=1024, max_attributes=1024, max_span_attribute_length=4 * 1024 * 1024
+            ),
+        )
+        self.provider.add_span_processor(self._collector)
+        self._tracer: Tracer = self.provider.get_tracer(SCOPE_NAME, SCOPE_VERSION)
+        self._lock = threading.Lock()
+
+    def build(self, generations: Sequence[Generation]) -> list[ReadableSpan]:
+        """One ended span per generation, with the generation's ids and times."""
+        from opentelemetry.context import Context
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        empty = Context()  # never pick up an ambient current span as parent: every span is a root
+        with self._lock:
+            self._collector.spans = []
+            for generation in generations:
+                self._ids.trace_id = int(generation.trace_id, 16)
+                self._ids.span_id = int(generation.observation_id, 16)
+                span = self._tracer.start_span(
+                    generation.name,
+                    context=empty,
+                    kind=SpanKind.CLIENT,
+                    attributes=generation_attributes(generation),
+                    start_time=generation.start_ns,
+                )
+                if generation.level == "ERROR":
+                    span.set_status(Status(StatusCode.ERROR, generation.status_message))
+                span.end(end_time=generation.end_ns)
+            spans, self._collector.spans = self._collector.spans, []
+        return spans
+
+
+def _any_value(value: object) -> AnyValue:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, Sequence):
+        return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
+    return AnyValue(string_value=str(value))
+
+
+def _key_values(attributes: Any) -> list[KeyValue]:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    return [KeyValue(key=key, value=_any_value(value)) for key, value in (attributes or {}).items()]
+
+
+def encode_request(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+    """The OTLP ``ExportTraceServiceRequest`` for spans of one provider and scope (ours)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, SpanFlags, Status
+
+    if not spans:
+        return ExportTraceServiceRequest()
+    first = spans[0]
+    scope = first.instrumentation_scope
+    encoded = [
+        Span(
+            trace_id=span.context.trace_id.to_bytes(16, "big"),
+            span_id=span.context.span_id.to_bytes(8, "big"),
+            name=span.name,
+            kind=Span.SpanKind.Value(f"SPAN_KIND_{span.kind.name}"),
+            start_time_unix_nano=span.start_time or 0,
+            end_time_unix_nano=span.end_time or 0,
+            attributes=_key_values(span.attributes),
+            status=Status(
+                code=Status.StatusCode.Value(f"STATUS_CODE_{span.status.status_code.name}"),
+                message=span.status.description or "",
+            ),
+            flags=SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK,  # a root span: known not to be remote
+        )
+        for span in spans
+        if span.context is not None
+    ]
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=_key_values(first.resource.attributes)),
+                scope_spans=[
+                    ScopeSpans(
+                        scope=InstrumentationScope(
+                            name=scope.name if scope else SCOPE_NAME, version=(scope.version if scope else None) or ""
+                        ),
+                        spans=encoded,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def encode_spans_body(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialized protobuf body for ``POST /api/public/otel/v1/traces``."""
+    body: bytes = encode_request(spans).SerializeToString()
+    return body

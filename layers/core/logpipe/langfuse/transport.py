@@ -1,0 +1,216 @@
+"""Confirmed delivery to Langfuse's OTLP endpoint: one POST per chunk, its HTTP outcome classified.
+
+2xx is accepted; 429 is rate-limited (with the server's Retry-After); 408, 5xx and network errors
+are retried a few times inline, within the deadline, then reported retryable; any other 4xx is
+rejected. Credentials come from the environment locally or from a Secrets Manager JSON secret
+(``host``, ``public_key``, ``secret_key``) in AWS, through Powertools Parameters' cache.
+Only the secret's name is ever logged or put in an error, never its value.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from logpipe.delivery import HttpOutcome
+
+if TYPE_CHECKING:
+    import urllib3
+
+OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
+INGESTION_VERSION = "4"
+DEFAULT_RETRY_AFTER_SECONDS = 60.0
+SECRET_MAX_AGE_SECONDS = 300
+_USER_AGENT = "logpipe/0.1"
+
+
+class CredentialsError(ValueError):
+    """The Langfuse credentials are missing or malformed."""
+
+
+# One outcome vocabulary for every sink; the local name reads better at the call sites.
+PostOutcome = HttpOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """The confirmed outcome of one OTLP request."""
+
+    outcome: PostOutcome
+    status: int | None
+    retry_after: float | None
+    reason: str
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LangfuseCredentials:
+    """Host and key pair; the secret key never appears in ``repr``."""
+
+    host: str
+    public_key: str
+    secret_key: str = field(repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        """The OTLP traces URL on this host."""
+        return self.host.rstrip("/") + OTLP_TRACES_PATH
+
+    def headers(self) -> dict[str, str]:
+        """Basic auth ``public_key:secret_key``, protobuf content type and the v4 ingestion header."""
+        token = base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
+        return {
+            "Authorization": f"Basic {token}",
+            "Content-Type": "application/x-protobuf",
+            "x-langfuse-ingestion-version": INGESTION_VERSION,
+            "User-Agent": _USER_AGENT,
+        }
+
+    @classmethod
+    def validated(cls, values: Mapping[str, object], source: str) -> LangfuseCredentials:
+        """Check host and keys (without echoing any value) and build the credentials."""
+        checked: dict[str, str] = {}
+        for name in ("host", "public_key", "secret_key"):
+            value = values.get(name)
+            if not isinstance(value, str) or not value.strip():
+                msg = f"{source}: {name} is missing or not a string"
+                raise CredentialsError(msg)
+            checked[name] = value.strip()
+        if not checked["host"].startswith(("http://", "https://")):
+            msg = f"{source}: host must be an http(s) URL"
+            raise CredentialsError(msg)
+        return cls(checked["host"], checked["public_key"], checked["secret_key"])
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsSource:
+    """Loads the credentials each time (the secret's loader caches them for ``max_age``)."""
+
+    load: Callable[[], LangfuseCredentials]
+    source: str
+
+    @classmethod
+    def fixed(cls, host: str, public_key: str, secret_key: str) -> CredentialsSource:
+        """From ``LOGPIPE_LANGFUSE_HOST`` / ``_PUBLIC_KEY`` / ``_SECRET_KEY`` (local runs)."""
+        credentials = LangfuseCredentials.validated(
+            {"host": host, "public_key": public_key, "secret_key": secret_key}, "LOGPIPE_LANGFUSE_*"
+        )
+        return cls(load=lambda: credentials, source="LOGPIPE_LANGFUSE_*")
+
+    @classmethod
+    def from_secret(cls, secret_id: str) -> CredentialsSource:
+        """From a Secrets Manager JSON secret, through Powertools Parameters' cache."""
+
+        def load() -> LangfuseCredentials:
+            from aws_lambda_powertools.utilities import parameters  # Langfuse path only
+
+            try:
+                value: object = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+            except parameters.exceptions.TransformParameterError as error:
+                msg = f"secret {secret_id}: not valid JSON"
+                raise CredentialsError(msg) from error
+            if not isinstance(value, Mapping):
+                msg = f"secret {secret_id}: expected a JSON object with host, public_key, secret_key"
+                raise CredentialsError(msg)
+            return LangfuseCredentials.validated(value, f"secret {secret_id}")
+
+        return cls(load=load, source=f"secret {secret_id}")
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (an HTTP date rounds to the default)."""
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> PostResult:
+    """Turn one HTTP response into a ``PostResult``."""
+    if 200 <= status < 300:  # HTTP success range
+        return PostResult(PostOutcome.ACCEPTED, status, None, "accepted")
+    detail = body[:300].decode("utf-8", "replace").strip()
+    if status == 429:  # Too Many Requests
+        wait = retry_after_seconds(headers)
+        wait = DEFAULT_RETRY_AFTER_SECONDS if wait is None else wait
+        return PostResult(PostOutcome.RATE_LIMITED, status, wait, f"rate limited for {wait:g}s")
+    if status >= 500 or status == 408:  # server errors and request timeout are transient
+        return PostResult(PostOutcome.RETRYABLE, status, retry_after_seconds(headers), f"HTTP {status}: {detail}")
+    return PostResult(PostOutcome.REJECTED, status, None, f"HTTP {status}: {detail}")
+
+
+class OtlpTransport:
+    """POSTs OTLP protobuf bodies to Langfuse and confirms each outcome; reuses one connection pool."""
+
+    def __init__(  # noqa: PLR0913 - explicit knobs, all with defaults
+        self,
+        credentials: CredentialsSource,
+        *,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        pool: urllib3.PoolManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Remember the settings; the pool is created on first use."""
+        self.credentials = credentials
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._pool = pool
+        self._sleep = sleep
+
+    def _http(self) -> urllib3.PoolManager:
+        if self._pool is None:
+            import urllib3
+
+            self._pool = urllib3.PoolManager(num_pools=2, maxsize=4)
+        return self._pool
+
+    def post(self, body: bytes, deadline: float) -> PostResult:
+        """Send one request; retry transient failures while time is left; return the final outcome."""
+        try:
+            credentials = self.credentials.load()
+        except CredentialsError as error:
+            return PostResult(PostOutcome.RETRYABLE, None, None, f"credentials: {error}")
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return PostResult(PostOutcome.RETRYABLE, None, None, "deadline reached", attempt - 1)
+            result = self._post_once(credentials, body, min(self.timeout, remaining))
+            if result.outcome not in {PostOutcome.RETRYABLE, PostOutcome.NETWORK_ERROR} or attempt > self.retries:
+                return PostResult(result.outcome, result.status, result.retry_after, result.reason, attempt)
+            pause = self.backoff * 2 ** (attempt - 1)
+            if time.monotonic() + pause >= deadline:
+                return PostResult(result.outcome, result.status, result.retry_after, result.reason, attempt)
+            self._sleep(pause)
+
+    def _post_once(self, credentials: LangfuseCredentials, body: bytes, timeout: float) -> PostResult:
+        import urllib3
+
+        try:
+            response = self._http().request(
+                "POST",
+                credentials.endpoint,
+                body=body,
+                headers=credentials.headers(),
+                timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
+                retries=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            return PostResult(PostOutcome.NETWORK_ERROR, None, None, type(error).__name__)
+        return classify_response(response.status, response.headers, response.data)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        if self._pool is not None:
+            self._pool.clear()

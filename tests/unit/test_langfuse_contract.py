@@ -1,0 +1,121 @@
+"""Contract with the langfuse package itself: seeded ids, attribute names and values, OTLP encoding.
+
+The langfuse package is only a dev dependency; an SDK release that changes an id rule or an
+attribute name fails here instead of silently splitting traces in production.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logpipe.assemble import assemble_records, stream_context
+from logpipe.decode import LogBatch
+from logpipe.langfuse import spans as our
+from logpipe.langfuse.mapping import create_observation_id, create_trace_id, to_generation
+from logpipe.langfuse.spans import SpanBuilder, encode_request, generation_attributes
+from logpipe.records import LogRecord
+from logpipe_cli.workload import LlmCall
+from payloads import data_message
+
+pytestmark = pytest.mark.unit
+
+TS_MS = 1_795_309_205_090
+CALL = LlmCall(
+    "report-draft",
+    "openai",
+    "gpt-4o",
+    "Draft a CT report",
+    "Impression: normal.",
+    1530,
+    402,
+    0.007845,
+    4210,
+    "683e5c8914da36f78b29eedcbe9ef69e",
+    "370e2face9303810",
+    "sess-1",
+    "radiologist-17",
+    "1.2.3",
+)
+
+
+def records(*messages: str) -> list[LogRecord]:
+    document = data_message("/aws/ecs/pacs-backend/llm", list(messages), start_ms=TS_MS)
+    batch = LogBatch(
+        "DATA_MESSAGE",
+        "1",
+        document["logGroup"],
+        document["logStream"],
+        (),
+        document["logEvents"],
+        None,
+        "p",
+        "awslogs",
+    )
+    return assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))[0]
+
+
+langfuse = pytest.importorskip("langfuse")
+from langfuse._client.attributes import LangfuseOtelSpanAttributes as Names  # noqa: E402
+from langfuse._client.attributes import create_generation_attributes  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "seed", ["683e5c8914da36f78b29eedcbe9ef69e", "40036733088686767257191147301707774643150202197409529857", "세션-1"]
+)
+def test_ids_equal_the_sdk(seed: str) -> None:
+    assert create_trace_id(seed) == langfuse.Langfuse.create_trace_id(seed=seed)
+    client = langfuse.Langfuse.__new__(langfuse.Langfuse)  # no network, no global provider: only the id helper
+    assert create_observation_id(seed) == client._create_observation_id(seed=seed)
+
+
+def test_attribute_names_equal_the_sdk() -> None:
+    pairs = {
+        our.OBSERVATION_TYPE: Names.OBSERVATION_TYPE,
+        our.OBSERVATION_MODEL: Names.OBSERVATION_MODEL,
+        our.OBSERVATION_INPUT: Names.OBSERVATION_INPUT,
+        our.OBSERVATION_OUTPUT: Names.OBSERVATION_OUTPUT,
+        our.OBSERVATION_USAGE_DETAILS: Names.OBSERVATION_USAGE_DETAILS,
+        our.OBSERVATION_COST_DETAILS: Names.OBSERVATION_COST_DETAILS,
+        our.OBSERVATION_METADATA: Names.OBSERVATION_METADATA,
+        our.OBSERVATION_LEVEL: Names.OBSERVATION_LEVEL,
+        our.OBSERVATION_STATUS_MESSAGE: Names.OBSERVATION_STATUS_MESSAGE,
+        our.TRACE_NAME: Names.TRACE_NAME,
+        our.TRACE_USER_ID: Names.TRACE_USER_ID,
+        our.TRACE_SESSION_ID: Names.TRACE_SESSION_ID,
+        our.ENVIRONMENT: Names.ENVIRONMENT,
+        our.RELEASE: Names.RELEASE,
+    }
+    assert list(pairs) == [str(value) for value in pairs.values()]
+
+
+def test_generation_attribute_values_equal_the_sdk() -> None:
+    from logpipe_cli.workload import llm_call_anthropic
+
+    generation = to_generation(records(llm_call_anthropic(TS_MS, CALL))[0])
+    theirs = create_generation_attributes(
+        model=generation.model,
+        input=generation.input,
+        output=generation.output,
+        usage_details=generation.usage,
+        cost_details=generation.cost,
+        level=generation.level,  # type: ignore[arg-type]  # the SDK's Literal; ours is one of those values
+        status_message=generation.status_message,
+    )
+    ours = generation_attributes(generation)
+    for key, value in theirs.items():
+        assert key in ours, key
+        # JSON documents compare by content: the SDK's separators differ from ours.
+        assert json.loads(ours[key]) == json.loads(value) if value.startswith(("{", "[")) else ours[key] == value
+
+
+def test_encoding_equals_the_official_otlp_encoder() -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from logpipe_cli.workload import llm_call_flat, llm_call_otel
+
+    failed = type(CALL)(**{**{k: getattr(CALL, k) for k in CALL.__slots__}, "error": "APIError: 500"})
+    generations = [to_generation(r) for r in records(llm_call_flat(TS_MS, CALL), llm_call_otel(TS_MS, failed))]
+    built = SpanBuilder().build(generations)
+    assert encode_request(built) == encode_spans(built)
