@@ -7,6 +7,7 @@ the embedded SQS queue, not from the pipeline's own bookkeeping.
 
 from __future__ import annotations
 
+import secrets
 import statistics
 import sys
 import time
@@ -20,6 +21,7 @@ import orjson
 from logpipe_cli.bugsink import ADMIN_USER, BugsinkProject, BugsinkServer, is_installed, start_bugsink
 from logpipe_cli.embedded_aws import EmbeddedAws
 from logpipe_cli.invoke import function_environment, invoke
+from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
 from logpipe_cli.progress import Progress
 from logpipe_cli.template_env import function_spec
 from logpipe_cli.workload import control_message_event, expected_counts, subscription_event, synthesize_workload
@@ -58,6 +60,9 @@ class DemoReport:
     sentry_stored: int = 0
     sentry_issues: int = 0
     sentry_note: str | None = None
+    langfuse: Counter[str] = field(default_factory=Counter)  # delivery outcome -> count
+    llm_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # read back from the receiver
+    llm_requests: int = 0
 
 
 def _emf_documents(output: str) -> list[dict[str, Any]]:
@@ -131,7 +136,10 @@ def run_demo(  # noqa: PLR0913 - the demo's knobs
     err.write("logpipe demo: starting embedded AWS (moto on 127.0.0.1)...\n")
     server, project = _start_sentry(report, err) if sentry else (None, None)
     try:
-        _run_workload(template, total_events, seed, report, err, project)
+        with otlp_receiver() as receiver:
+            err.write(f"logpipe demo: Langfuse stand-in (OTLP receiver) at {receiver.host}\n")
+            _run_workload(template, total_events, seed, report, err, project, receiver.host)
+            _absorb_llm(report, receiver)
         if server is not None and project is not None:
             report.sentry_stored = server.event_count(project)
             report.sentry_issues = len(server.issues(project))
@@ -162,6 +170,7 @@ def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its rep
     report: DemoReport,
     err: TextIO,
     project: BugsinkProject | None,
+    langfuse_host: str | None = None,
 ) -> None:
     with EmbeddedAws() as stack:
         spec = function_spec(template, "ingest", stack.template_resources())
@@ -170,6 +179,13 @@ def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its rep
         overrides = {"LOGPIPE_ENVIRONMENT": "prod", "LOGPIPE_DEAD_LETTER_QUEUE_URL": stack.parking_dlq_url}
         if project is not None:
             overrides["LOGPIPE_SENTRY_DSN"] = project.dsn
+        if langfuse_host is not None:
+            # Throwaway keys for the local stand-in, made per run; real keys live in Secrets Manager.
+            overrides |= {
+                "LOGPIPE_LANGFUSE_HOST": langfuse_host,
+                "LOGPIPE_LANGFUSE_PUBLIC_KEY": "pk-lf-demo",
+                "LOGPIPE_LANGFUSE_SECRET_KEY": f"sk-lf-demo-{secrets.token_hex(8)}",
+            }
         environment = function_environment(spec, overrides)
         err.write(f"logpipe demo: synthesizing {total_events:,} PACS log events...\n")
         streams = synthesize_workload(total_events, seed=seed)
@@ -192,11 +208,27 @@ def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its rep
             for key, count in summary["deliveries"].items():
                 if key.startswith("sentry."):
                     report.sentry[key.removeprefix("sentry.")] += count
+                elif key.startswith("langfuse."):
+                    report.langfuse[key.removeprefix("langfuse.")] += count
             _absorb(report, invocation.output)
             if index < len(streams):
                 progress.advance(len(streams[index].events), f"batches {report.batches}")
         progress.finish(f"batches {report.batches}")
         report.parked_in_queue = _count_queue(stack.parking_queue_url) - parked_before
+
+
+def _absorb_llm(report: DemoReport, receiver: OtlpReceiver) -> None:
+    """Per-model calls, tokens and cost, decoded from the OTLP protobuf the receiver accepted."""
+    report.llm_requests = len(receiver.received)
+    for span in receiver.accepted_spans():
+        attributes = span_attributes(span)
+        model = str(attributes.get("langfuse.observation.model.name", "unknown"))
+        usage = orjson.loads(str(attributes.get("langfuse.observation.usage_details", "{}")))
+        cost = orjson.loads(str(attributes.get("langfuse.observation.cost_details", "{}")))
+        totals = report.llm_by_model.setdefault(model, {"calls": 0, "tokens": 0, "cost": 0.0})
+        totals["calls"] += 1
+        totals["tokens"] += usage.get("total") or usage.get("input", 0) + usage.get("output", 0)
+        totals["cost"] += cost.get("total", 0.0)
 
 
 def _print_report(report: DemoReport, out: TextIO) -> None:
@@ -246,6 +278,13 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
         lines.append(f"  open {report.sentry_url}  (log in as {report.sentry_login})")
     elif report.sentry_note:
         lines.append(f"Sentry: {report.sentry_note}")
+    outcomes = ", ".join(f"{name} {count:,}" for name, count in sorted(report.langfuse.items())) or "none"
+    lines.append(f"Langfuse (local OTLP receiver): {outcomes}; {report.llm_requests} OTLP requests")
+    for model, totals in sorted(report.llm_by_model.items()):
+        lines.append(
+            f"  {model:<28} calls {int(totals['calls']):>5,}  tokens {int(totals['tokens']):>10,}"
+            f"  cost ${totals['cost']:,.4f}"
+        )
     lines.append(f"\ndone in {report.seconds:.1f} s")
     out.write("\n".join(lines) + "\n")
 

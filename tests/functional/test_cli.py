@@ -18,6 +18,7 @@ from logpipe_cli.demo import run_demo
 from logpipe_cli.embedded_aws import EmbeddedAws, LocalStack
 from logpipe_cli.invoke import function_environment, invoke
 from logpipe_cli.template_env import TemplateError, function_names, function_spec, load_template
+from logpipe_cli.workload import expected_counts, synthesize_workload
 from payloads import restamp
 
 pytestmark = pytest.mark.functional
@@ -168,6 +169,13 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.health["EventsIn"] == 3000
     assert "MISMATCH" not in out.getvalue()
     assert "ingest [" in err.getvalue()
+    # LLM calls, read back from the OTLP protobuf the local receiver accepted.
+    assert report.langfuse == {"delivered": report.records["llm"]}
+    assert sum(int(t["calls"]) for t in report.llm_by_model.values()) == report.records["llm"]
+    streams = synthesize_workload(3000, seed=7)
+    expected = expected_counts(streams)
+    tokens = sum(int(t["tokens"]) for t in report.llm_by_model.values())
+    assert tokens == expected["llm_input_tokens"] + expected["llm_output_tokens"]
     if report.sentry_url is not None:  # Bugsink installed (always in CI): errors went to a real Sentry server
         assert report.sentry == {"delivered": report.records["error"]}
         assert report.sentry_stored == report.records["error"]

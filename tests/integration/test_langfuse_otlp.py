@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]  # no stubs installed
 
-from integration.otlp_receiver import Answer, OtlpReceiver, otlp_receiver, span_attributes
 from logpipe.assemble import assemble_records, stream_context
 from logpipe.decode import LogBatch
 from logpipe.langfuse.ledger import DynamoDbLedger, MemoryLedger
@@ -23,6 +22,7 @@ from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
 from logpipe.parking import MemoryParkingLot
 from logpipe.records import LogRecord
 from logpipe.sinks import SendContext
+from logpipe_cli.otlp_receiver import Answer, OtlpReceiver, otlp_receiver, span_attributes
 
 pytestmark = pytest.mark.integration
 
