@@ -173,9 +173,9 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.langfuse == {"delivered": report.records["llm"]}
     assert sum(int(t["calls"]) for t in report.llm_by_model.values()) == report.records["llm"]
     streams = synthesize_workload(3000, seed=7)
-    expected = expected_counts(streams)
+    generated = expected_counts(streams)
     tokens = sum(int(t["tokens"]) for t in report.llm_by_model.values())
-    assert tokens == expected["llm_input_tokens"] + expected["llm_output_tokens"]
+    assert tokens == generated["llm_input_tokens"] + generated["llm_output_tokens"]
     if report.sentry_url is not None:  # Bugsink installed (always in CI): errors went to a real Sentry server
         assert report.sentry == {"delivered": report.records["error"]}
         assert report.sentry_stored == report.records["error"]
