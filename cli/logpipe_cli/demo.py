@@ -14,17 +14,20 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import orjson
 
 from logpipe_cli.bugsink import ADMIN_USER, BugsinkProject, BugsinkServer, is_installed, start_bugsink
-from logpipe_cli.embedded_aws import EmbeddedAws
+from logpipe_cli.embedded_aws import LOCAL_REGION, EmbeddedAws
 from logpipe_cli.invoke import function_environment, invoke
 from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
 from logpipe_cli.progress import Progress
 from logpipe_cli.template_env import function_spec
 from logpipe_cli.workload import control_message_event, expected_counts, subscription_event, synthesize_workload
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs.type_defs import InputLogEventTypeDef
 
 HEALTH_NAMESPACE = "LogPipe"
 # PACS metric -> (the generator's own count of what it wrote, restricted to the service the seed's
@@ -63,6 +66,10 @@ class DemoReport:
     langfuse: Counter[str] = field(default_factory=Counter)  # delivery outcome -> count
     llm_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # read back from the receiver
     llm_requests: int = 0
+    export_runs: int = 0
+    export_days: int = 0
+    export_objects: list[tuple[str, int]] = field(default_factory=list)  # (key, size) listed from S3
+    export_bucket: str = ""
 
 
 def _emf_documents(output: str) -> list[dict[str, Any]]:
@@ -215,6 +222,58 @@ def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its rep
                 progress.advance(len(streams[index].events), f"batches {report.batches}")
         progress.finish(f"batches {report.batches}")
         report.parked_in_queue = _count_queue(stack.parking_queue_url) - parked_before
+        _export_aged_logs(report, err, seed)
+
+
+EXPORT_BUCKET = "pacs-logpipe-demo-exports"
+EXPORTED_GROUPS = ("/aws/ecs/pacs-backend/application", "/aws/ecs/keycloak/application")
+
+
+def _export_aged_logs(report: DemoReport, err: TextIO, seed: int) -> None:
+    """Write two days of aged logs to the embedded CloudWatch Logs and export them to S3 step by step."""
+    import boto3
+
+    from logpipe.export import build_exporter
+    from logpipe.settings import ExportSettings
+
+    logs, s3 = boto3.client("logs"), boto3.client("s3")
+    # The embedded stack's region (LOCAL_REGION), spelled as the literal the S3 stubs require.
+    s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    day_ms = 24 * 3600 * 1000
+    today = int(time.time() * 1000) // day_ms * day_ms
+    for group in EXPORTED_GROUPS:
+        logs.create_log_group(logGroupName=group, tags={"ExportEnabled": "true", "LogType": "application"})
+    written = 0
+    created: set[tuple[str, str]] = set()
+    for days_ago in (3, 2):
+        for stream in synthesize_workload(
+            1500, seed=seed + days_ago, start_ms=today - days_ago * day_ms + 9 * 3600_000
+        ):
+            if stream.log_group not in EXPORTED_GROUPS:
+                continue
+            name = f"{stream.log_stream}-{days_ago}"
+            if (stream.log_group, name) not in created:  # one stream may come in several batches
+                logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
+                created.add((stream.log_group, name))
+            events: list[InputLogEventTypeDef] = [
+                {"timestamp": cast("int", e["timestamp"]), "message": str(e["message"])} for e in stream.events
+            ]
+            logs.put_log_events(logGroupName=stream.log_group, logStreamName=name, logEvents=events)
+            written += len(events)
+    err.write(f"logpipe demo: exporting {written:,} aged log events to s3://{EXPORT_BUCKET}/exports/ ...\n")
+    exporter = build_exporter(
+        ExportSettings(environment="prod", region=LOCAL_REGION, bucket=EXPORT_BUCKET), logs=logs, emit=lambda _: None
+    )
+    for _ in range(20):  # one step per scheduled run: start a task, then see it complete and start the next
+        summary = exporter.run()
+        report.export_runs += 1
+        report.export_days += len(summary.completed)
+        err.write(f"  export run {report.export_runs}: {summary.action}\n")
+        if summary.action == "idle":
+            break
+    listing = s3.list_objects_v2(Bucket=EXPORT_BUCKET, Prefix="exports/")
+    report.export_bucket = EXPORT_BUCKET
+    report.export_objects = [(item["Key"], item["Size"]) for item in listing.get("Contents", [])]
 
 
 def _absorb_llm(report: DemoReport, receiver: OtlpReceiver) -> None:
@@ -285,6 +344,17 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
             f"  {model:<28} calls {int(totals['calls']):>5,}  tokens {int(totals['tokens']):>10,}"
             f"  cost ${totals['cost']:,.4f}"
         )
+    lines.append("")
+    total = sum(size for _, size in report.export_objects)
+    lines.append(
+        f"Export to S3: {report.export_days} day windows in {report.export_runs} scheduled runs; "
+        f"{len(report.export_objects)} objects ({total:,} bytes) in s3://{report.export_bucket}/exports/"
+    )
+    per_day: Counter[str] = Counter()
+    for key, size in report.export_objects:
+        # exports/<group path>/<yyyy>/<mm>/<dd>/<task id>/<stream>/<part>.gz
+        per_day["/".join(key.split("/")[:-3])] += size
+    lines.extend(f"  {prefix}/  {size:,} bytes" for prefix, size in sorted(per_day.items()))
     lines.append(f"\ndone in {report.seconds:.1f} s")
     out.write("\n".join(lines) + "\n")
 

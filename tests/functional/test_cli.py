@@ -169,6 +169,13 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.health["EventsIn"] == 3000
     assert "MISMATCH" not in out.getvalue()
     assert "ingest [" in err.getvalue()
+    # The aged logs were exported day by day under the documented, Athena-friendly prefix.
+    assert report.export_days == 4  # two groups x two days
+    assert report.export_objects
+    assert all(
+        key.startswith(("exports/aws/ecs/pacs-backend/application/", "exports/aws/ecs/keycloak/application/"))
+        for key, _ in report.export_objects
+    )
     # LLM calls, read back from the OTLP protobuf the local receiver accepted.
     assert report.langfuse == {"delivered": report.records["llm"]}
     assert sum(int(t["calls"]) for t in report.llm_by_model.values()) == report.records["llm"]
