@@ -967,6 +967,18 @@ def control() -> Sample:
     )
 
 
+def schedule() -> Sample:
+    """The exporter's scheduled invocation (EventBridge Scheduler input; the exporter ignores its content)."""
+    return Sample(
+        "schedule.json",
+        {"source": "logpipe.scheduler", "detail-type": "Export step", "detail": {}},
+        None,
+        {},
+        "the input the exporter's EventBridge Scheduler schedule sends every 15 minutes",
+        "not for ingest: `logpipe invoke exporter --event events/schedule.json` advances the export one step",
+    )
+
+
 def kinesis() -> Sample:
     """Kinesis Data Streams destination: two records, each a gzip DATA_MESSAGE."""
     ids = _Ids(8)
@@ -1159,6 +1171,7 @@ def build_samples() -> list[Sample]:
         control(),
         kinesis(),
         *malformed(),
+        schedule(),
     ]
 
 
