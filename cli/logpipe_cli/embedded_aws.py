@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 LOCAL_REGION = "ap-northeast-2"
 PARKING_QUEUE = "logpipe-parking"
 PARKING_DLQ = "logpipe-parking-dlq"
+EXPORT_BUCKET = "logpipe-local-exports"
 
 
 def free_port() -> int:
@@ -31,10 +32,15 @@ class LocalStack:
     endpoint_url: str
     parking_queue_url: str
     parking_dlq_url: str
+    export_bucket: str = EXPORT_BUCKET
 
     def template_resources(self) -> dict[str, str]:
         """Logical id -> physical value, for resolving ``!Ref`` in function environments."""
-        return {"ParkingQueue": self.parking_queue_url, "ParkingDeadLetterQueue": self.parking_dlq_url}
+        return {
+            "ParkingQueue": self.parking_queue_url,
+            "ParkingDeadLetterQueue": self.parking_dlq_url,
+            "ExportBucket": self.export_bucket,
+        }
 
 
 class EmbeddedAws:
@@ -74,6 +80,9 @@ class EmbeddedAws:
         sqs = boto3.client("sqs", endpoint_url=endpoint)
         dlq_url = sqs.create_queue(QueueName=PARKING_DLQ)["QueueUrl"]
         queue_url = sqs.create_queue(QueueName=PARKING_QUEUE)["QueueUrl"]
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        if EXPORT_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
         self.stack = LocalStack(endpoint_url=endpoint, parking_queue_url=queue_url, parking_dlq_url=dlq_url)
         return self.stack
 

@@ -60,6 +60,11 @@ EXPECTED_ALARM_SUFFIXES = (
     "ingest-parking-failures",
     "sentry-dead-lettered",
     "replay-errors",
+    "export-lag",
+    "export-retention-headroom",
+    "export-consecutive-failures",
+    "export-tasks-failed",
+    "exporter-errors",
 )
 PROBE_METRIC = "PACSBackendResponseTime"
 PROBE_ENVIRONMENT = "smoke"

@@ -188,3 +188,19 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
         assert report.sentry_stored == report.records["error"]
         assert 0 < report.sentry_issues < report.sentry_stored
         assert report.sentry_url in out.getvalue()
+
+
+def test_cli_invoke_exporter_with_the_schedule_sample() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"AWS_ENDPOINT_URL", "LOGPIPE_EXPORT_BUCKET"}}
+    completed = subprocess.run(
+        [sys.executable, "-m", "logpipe_cli.main", "invoke", "exporter", "--event", str(EVENTS / "schedule.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    summary = json.loads(completed.stdout)
+    assert summary["action"] == "idle"  # nothing tagged for export on a fresh embedded stack
+    assert '"ExportTasksFailed"' in completed.stderr  # its run metrics went to the function log

@@ -98,6 +98,9 @@ LOGPIPE_ENV_ALLOW_LIST = frozenset(
 # Statistics that make sense for a metric unit (an alarm averaging a count is almost always a bug).
 # The Sentry DSN secret: the one the stack creates, or the one given as a parameter (its ARN only).
 SENTRY_SECRET = {"Fn::If": ["CreateSentrySecret", {"Ref": "SentrySecret"}, {"Ref": "SentrySecretArn"}]}
+LANGFUSE_SECRET = {"Fn::If": ["CreateLangfuseSecret", {"Ref": "LangfuseSecret"}, {"Ref": "LangfuseSecretArn"}]}
+# What the Langfuse delivery ledger (layers/core/logpipe/langfuse/ledger.py) does with its table.
+LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 STATISTICS_FOR_UNIT = {"Count": {"Sum", "SampleCount", "Maximum"}, "Milliseconds": {"Average", "Maximum", "p99"}}
 
@@ -615,6 +618,8 @@ def test_ingest_function_environment(deployed_ingest: dict[str, Any]) -> None:
     assert env["LOGPIPE_PARKING_QUEUE_URL"] == {"Ref": "ParkingQueue"}
     assert env["LOGPIPE_DEAD_LETTER_QUEUE_URL"] == {"Ref": "ParkingDeadLetterQueue"}
     assert env["LOGPIPE_SENTRY_SECRET"] == SENTRY_SECRET
+    assert env["LOGPIPE_LANGFUSE_SECRET"] == LANGFUSE_SECRET
+    assert env["LOGPIPE_LEDGER_TABLE"] == {"Ref": "LangfuseLedgerTable"}
     assert env["LOGPIPE_ENVIRONMENT"] == {"Ref": "Environment"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LogPipe"
@@ -699,7 +704,7 @@ def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tag
             assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("function", ["Ingest", "Replay"])
+@pytest.mark.parametrize("function", ["Ingest", "Replay", "Exporter"])
 def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
     deployed: dict[str, Any], parameter_values: dict[str, Any], function: str
 ) -> None:
@@ -717,7 +722,7 @@ def test_every_log_group_is_encrypted_with_the_logs_key_and_validly_retained(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
     groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
-    assert len(groups) == 3 * len(TWO_SERVICES) + 2
+    assert len(groups) == 3 * len(TWO_SERVICES) + 3
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
         assert resolve(group["Properties"]["RetentionInDays"], parameter_values) in ALLOWED_RETENTION_DAYS, name
@@ -837,7 +842,11 @@ def test_account_level_subscription_policy_excludes_the_pipeline_and_subscribed_
         separator, _ = join["Fn::Join"]
         rendered = rendered.replace("${" + name + "}", separator.join(TWO_SERVICES))
     excluded = json.loads(rendered.removeprefix("LogGroupName NOT IN "))
-    assert {"/aws/lambda/pacs-logpipe-ingest", "/aws/lambda/pacs-logpipe-replay"} <= set(excluded)
+    assert {
+        "/aws/lambda/pacs-logpipe-ingest",
+        "/aws/lambda/pacs-logpipe-replay",
+        "/aws/lambda/pacs-logpipe-exporter",
+    } <= set(excluded)
     assert {f"/aws/ecs/{s}/{t}" for s in TWO_SERVICES for t in LOG_TYPES} <= set(excluded)
     assert len(excluded) <= 50, "the selection criteria hold at most 50 names"
 
@@ -926,7 +935,8 @@ def test_every_queue_topic_table_bucket_stream_and_secret_is_kms_encrypted(deplo
             checked[resource_type] += 1
     assert checked["AWS::SQS::Queue"] == 3
     assert checked["AWS::SNS::Topic"] == 1
-    assert checked["AWS::DynamoDB::Table"] == 1
+    assert checked["AWS::DynamoDB::Table"] == 2
+    assert checked["AWS::S3::Bucket"] == 1
     assert checked["AWS::Kinesis::Stream"] == 1
     assert checked["AWS::SecretsManager::Secret"] == 2
     rotation = [r["Properties"]["EnableKeyRotation"] for r in resources_of_type(deployed, "AWS::KMS::Key").values()]
@@ -984,6 +994,9 @@ def test_ingest_role_lists_only_what_the_function_uses(deployed: dict[str, Any])
         "LogStream",
         "SentrySecret",
         "SentrySecretArn",
+        "LangfuseSecret",
+        "LangfuseSecretArn",
+        "LangfuseLedgerTable",
     }
     actions: set[str] = set()
     for policy in _flatten_if(role["Policies"]):
@@ -995,7 +1008,9 @@ def test_ingest_role_lists_only_what_the_function_uses(deployed: dict[str, Any])
             assert refs <= allowed_resources, f"{statement} reaches beyond its queues, key and stream"
     assert {"sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt", "kinesis:GetRecords"} <= actions
     assert {a for a in actions if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
-    assert not any(action.startswith(("dynamodb:", "s3:", "logs:", "sqs:Receive", "sqs:Delete")) for action in actions)
+    assert {a for a in actions if a.startswith("dynamodb:")} == LEDGER_ACTIONS
+    assert not any(action.startswith(("s3:", "logs:", "ssm:", "sqs:Receive", "sqs:Delete")) for action in actions)
+    _assert_ledger_and_langfuse_secret_grants(role)
 
 
 def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed: dict[str, Any]) -> None:
@@ -1028,6 +1043,9 @@ def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed
                 "PipelineKey",
                 "SentrySecret",
                 "SentrySecretArn",
+                "LangfuseSecret",
+                "LangfuseSecretArn",
+                "LangfuseLedgerTable",
             }, statement
     assert {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage*", "kms:Decrypt"} <= actions
     # Not AWSLambdaSQSQueueExecutionRole (receive and delete on every queue), which a SAM SQS event adds.
@@ -1036,6 +1054,27 @@ def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed
         "AWSXrayWriteOnlyAccess",
     }
     assert {"secretsmanager:GetSecretValue"} == {a for a in actions if a.startswith("secretsmanager:")}
+    assert {a for a in actions if a.startswith("dynamodb:")} == LEDGER_ACTIONS
+    assert env["LOGPIPE_LANGFUSE_SECRET"] == LANGFUSE_SECRET
+    assert env["LOGPIPE_LEDGER_TABLE"] == {"Ref": "LangfuseLedgerTable"}
+    _assert_ledger_and_langfuse_secret_grants(role)
+
+
+def _assert_ledger_and_langfuse_secret_grants(role: Mapping[str, Any]) -> None:
+    """The ledger actions reach only the ledger table; the Langfuse secret is readable."""
+    ledger_resources: list[Any] = []
+    secret_resources: list[Any] = []
+    for policy in _flatten_if(role["Policies"]):
+        for statement in statements(policy["PolicyDocument"]):
+            actions = set(as_list(statement["Action"]))
+            if actions & LEDGER_ACTIONS:
+                assert actions == LEDGER_ACTIONS, statement
+                ledger_resources.extend(as_list(statement["Resource"]))
+            if "secretsmanager:GetSecretValue" in actions:
+                secret_resources.append(statement["Resource"])
+    assert ledger_resources == [{"Fn::GetAtt": ["LangfuseLedgerTable", "Arn"]}]
+    # SAM's AWSSecretsManagerGetSecretValuePolicy renders the ARN as Fn::Sub ["${secretArn}", {secretArn: ...}].
+    assert {"Fn::Sub": ["${secretArn}", {"secretArn": LANGFUSE_SECRET}]} in secret_resources
 
 
 def test_stream_role_can_only_put_records(deployed: dict[str, Any]) -> None:
@@ -1125,7 +1164,7 @@ def test_every_pacs_alarm_watches_a_series_the_emf_code_publishes(
     alarms = {
         name: alarm
         for name, alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").items()
-        if alarm["Properties"]["Namespace"] in namespaces
+        if alarm["Properties"].get("Namespace") in namespaces
     }
     assert {"PacsBackendErrorRateAlarm", "PacsBackendResponseTimeAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
@@ -1166,10 +1205,12 @@ def test_every_pipeline_health_alarm_watches_a_series_the_function_publishes(
     HealthMetrics(environment=environment, namespace=namespace, service=service).publish(Counter())
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CloudWatchMetrics"' in line]
     assert documents, "the health metrics printed no EMF"
+    exporter_metrics = {name for _, name, _ in _exporter_emf_series("prod")}
     alarms = {
         name: alarm
         for name, alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").items()
-        if alarm["Properties"]["Namespace"] == namespace
+        if alarm["Properties"].get("Namespace") == namespace
+        and alarm["Properties"]["MetricName"] not in exporter_metrics
     }
     assert {"IngestProcessingErrorsAlarm", "IngestMalformedPayloadsAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
@@ -1205,8 +1246,8 @@ def test_every_alarm_notifies_pacs_alerts(deployed: dict[str, Any]) -> None:
 def test_pipeline_health_alarms_cover_errors_throttles_dlq_and_retry_age(deployed: dict[str, Any]) -> None:
     watched = {
         (
-            a["Properties"]["Namespace"],
-            a["Properties"]["MetricName"],
+            a["Properties"].get("Namespace"),
+            a["Properties"].get("MetricName"),
             tuple(referenced_ids(a["Properties"].get("Dimensions", []))),
         )
         for a in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values()
@@ -1369,3 +1410,289 @@ def test_smoke_check_expects_exactly_the_unconditional_alarms_and_existing_outpu
         assert name in outputs, name
     assert outputs["AlarmNamePrefix"]["Value"] == {"Fn::Sub": "${AWS::StackName}-"}
     assert outputs["LogStreamArn"]["Condition"] == "UseKinesis"
+
+
+# ---------------------------------------------------------------------------
+# Exporter of aged logs to S3 (functions/exporter, layers/core/logpipe/export.py)
+# ---------------------------------------------------------------------------
+EXPORTER_ALARM_SUFFIXES = {
+    "export-lag",
+    "export-retention-headroom",
+    "export-consecutive-failures",
+    "export-tasks-failed",
+    "exporter-errors",
+}
+EXPORT_PREFIX = "exports"
+LOGS_SERVICE = {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+LOGS_SOURCE_CONDITION = {
+    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    "ArnLike": {
+        "aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}
+    },
+}
+# SELECT MAX(Metric) FROM SCHEMA("Namespace", Dim1, Dim2) WHERE Environment = '${Environment}'
+METRICS_INSIGHTS = re.compile(
+    r"""^SELECT (?P<stat>MAX|MIN|SUM|AVG)\((?P<metric>\w+)\) FROM SCHEMA\("(?P<namespace>[^"]+)", (?P<dims>[\w, ]+)\)"""
+    r""" WHERE Environment = '\$\{Environment\}'$"""
+)
+
+
+def _exporter_emf_documents(environment: str) -> list[dict[str, Any]]:
+    """Every EMF document one exporter run prints: a group with retention and failures, plus the run counters."""
+    from logpipe.export import DAY_MS, Checkpoint, Exporter, ExportSummary, LogGroup, MemoryCheckpointStore
+
+    now_ms = 1_763_337_600_000
+    lines: list[str] = []
+    exporter = Exporter(
+        None,  # type: ignore[arg-type]  # publishing calls no AWS API
+        MemoryCheckpointStore(),
+        bucket="b",
+        environment=environment,
+        clock=lambda: now_ms / 1000,
+        emit=lines.append,
+    )
+    group = LogGroup("/aws/ecs/api/errors", 90)
+    checkpoint = Checkpoint(exported_to_ms=now_ms - 2 * DAY_MS, failures=1)
+    summary = ExportSummary(failed=[{"log_group": group.name}])
+    exporter._publish([group], {group.name: checkpoint}, {group.name: checkpoint.exported_to_ms}, summary, now_ms)
+    return [json.loads(line) for line in lines]
+
+
+def _exporter_emf_series(environment: str) -> list[tuple[str, str, frozenset[str]]]:
+    """(namespace, metric, dimension names) of every series the exporter publishes."""
+    return [
+        (directive["Namespace"], metric["Name"], frozenset(dimension_set))
+        for document in _exporter_emf_documents(environment)
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for dimension_set in directive["Dimensions"]
+        for metric in directive["Metrics"]
+    ]
+
+
+def test_exporter_function_code_schedule_and_environment(
+    deployed: dict[str, Any], template: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    source = template["Resources"]["ExporterFunction"]["Properties"]
+    assert source["CodeUri"].rstrip("/") == "functions/exporter"
+    assert source["Handler"] == "app.lambda_handler"
+    assert (REPO_ROOT / "functions" / "exporter" / "app.py").is_file()
+    (event,) = source["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    schedule = event["Properties"]
+    assert schedule["ScheduleExpression"] == {"Fn::Sub": "rate(${ExportScheduleRateMinutes} minutes)"}
+    assert resolve(schedule["ScheduleExpression"], parameter_values) == "rate(15 minutes)"
+    assert schedule["ScheduleExpressionTimezone"] == "Asia/Seoul"
+    # Deployed: an EventBridge Scheduler schedule that invokes the function.
+    (scheduler,) = resources_of_type(deployed, "AWS::Scheduler::Schedule").values()
+    props = scheduler["Properties"]
+    assert props["ScheduleExpressionTimezone"] == "Asia/Seoul"
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": ["ExporterFunction", "Arn"]}
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    fn = deployed["Resources"]["ExporterFunction"]["Properties"]
+    env = fn["Environment"]["Variables"]
+    assert env["LOGPIPE_EXPORT_BUCKET"] == {"Ref": "ExportBucket"}
+    assert env["LOGPIPE_EXPORT_PREFIX"] == EXPORT_PREFIX
+    assert env["LOGPIPE_EXPORT_MIN_AGE_HOURS"] == {"Ref": "ExportMinAgeHours"}
+    assert env["LOGPIPE_EXPORT_LOG_GROUPS"] == {"Fn::Join": [",", {"Ref": "ExportLogGroups"}]}
+    assert env["LOGPIPE_EXPORT_CHECKPOINT_PARAMETER_PREFIX"] == {"Ref": "ExportCheckpointParameterPrefix"}
+    assert env["LOGPIPE_ENVIRONMENT"] == {"Ref": "Environment"}
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LogPipe"
+    assert fn["KmsKeyArn"] == {"Fn::GetAtt": ["PipelineKey", "Arn"]}
+    # Settings accept the deployed values (the code enforces the 12 h floor too).
+    from logpipe.settings import ExportSettings
+
+    settings = ExportSettings.from_env(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "pacs-logpipe-exporter",
+            "LOGPIPE_ENVIRONMENT": "prod",
+            "LOGPIPE_EXPORT_BUCKET": "bucket",
+            "LOGPIPE_EXPORT_PREFIX": env["LOGPIPE_EXPORT_PREFIX"],
+            "LOGPIPE_EXPORT_MIN_AGE_HOURS": str(parameter_values["ExportMinAgeHours"]),
+            "LOGPIPE_EXPORT_CHECKPOINT_PARAMETER_PREFIX": parameter_values["ExportCheckpointParameterPrefix"],
+        }
+    )
+    assert settings.checkpoint_parameter_prefix == "/logpipe/export/checkpoints"
+    assert template["Parameters"]["ExportMinAgeHours"]["MinValue"] == 12
+    assert parameter_values["ExportMinAgeHours"] == 24
+
+
+def test_exporter_role_is_least_privilege(deployed: dict[str, Any]) -> None:
+    role = deployed["Resources"]["ExporterFunctionRole"]["Properties"]
+    assert {str(arn).rsplit("/", 1)[-1] for arn in role["ManagedPolicyArns"]} == {
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
+    }
+    by_action: dict[str, list[Any]] = {}
+    for policy in _flatten_if(role["Policies"]):
+        for statement in statements(policy["PolicyDocument"]):
+            assert statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"]):
+                by_action.setdefault(action, []).extend(as_list(statement["Resource"]))
+    assert set(by_action) == {
+        "logs:DescribeLogGroups",
+        "logs:ListTagsForResource",
+        "logs:ListTagsLogGroup",
+        "logs:DescribeLogStreams",
+        "logs:DescribeExportTasks",
+        "logs:CreateExportTask",
+        "ssm:GetParameter",
+        "ssm:PutParameter",
+        "s3:GetBucketAcl",
+        "s3:PutObject",
+    }
+    # Only DescribeExportTasks (no resource-level permissions) needs "*".
+    assert by_action["logs:DescribeExportTasks"] == ["*"]
+    log_groups = {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}
+    for action in ("logs:DescribeLogGroups", "logs:ListTagsForResource", "logs:CreateExportTask"):
+        assert by_action[action] == [log_groups], action
+    parameters = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ExportCheckpointParameterPrefix}/*"
+    }
+    assert by_action["ssm:GetParameter"] == by_action["ssm:PutParameter"] == [parameters]
+    assert by_action["s3:PutObject"] == [
+        {"Fn::GetAtt": ["ExportBucket", "Arn"]},
+        {"Fn::Sub": "${ExportBucket.Arn}/" + EXPORT_PREFIX + "/*"},
+    ]
+
+
+def test_export_bucket_is_encrypted_private_versioned_and_tiered(
+    deployed: dict[str, Any], template: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    bucket = deployed["Resources"]["ExportBucket"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain", "the bucket is the log archive"
+    props = bucket["Properties"]
+    (sse,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert sse["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["PipelineKey", "Arn"]},
+    }
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["Transitions"] == [
+        {"StorageClass": "STANDARD_IA", "TransitionInDays": {"Ref": "ExportStandardIaDays"}},
+        {"StorageClass": "GLACIER_IR", "TransitionInDays": {"Ref": "ExportGlacierIrDays"}},
+    ]
+    assert rule["ExpirationInDays"] == {"Ref": "ExportExpirationDays"}
+    days = [parameter_values[name] for name in ("ExportStandardIaDays", "ExportGlacierIrDays", "ExportExpirationDays")]
+    assert days == [30, 90, 365]
+    # S3 needs 30 days in Standard-IA before Glacier IR; expiry after the last transition.
+    assert days[0] >= 30
+    assert days[1] - days[0] >= 30
+    assert days[2] > days[1]
+    params = template["Parameters"]
+    assert params["ExportStandardIaDays"]["MinValue"] == 30
+    # Object Lock is optional (a condition on a parameter, off by default).
+    assert props["ObjectLockEnabled"] == {"Fn::If": ["UseExportObjectLock", True, {"Ref": "AWS::NoValue"}]}
+    condition, lock, none = props["ObjectLockConfiguration"]["Fn::If"]
+    assert (condition, none) == ("UseExportObjectLock", {"Ref": "AWS::NoValue"})
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    assert lock["Rule"]["DefaultRetention"]["Days"] == {"Ref": "ExportObjectLockRetentionDays"}
+    assert deployed["Conditions"]["UseExportObjectLock"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ExportObjectLockRetentionDays"}, 0]}]
+    }
+    assert parameter_values["ExportObjectLockRetentionDays"] == 0
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}, "Object Lock needs versioning"
+
+
+def test_export_bucket_policy_is_tls_only_and_lets_cloudwatch_logs_export(deployed: dict[str, Any]) -> None:
+    (policy,) = resources_of_type(deployed, "AWS::S3::BucketPolicy").values()
+    assert policy["Properties"]["Bucket"] == {"Ref": "ExportBucket"}
+    found = statements(policy["Properties"]["PolicyDocument"])
+    (deny,) = [s for s in found if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Principal"] == "*"
+    assert deny["Resource"] == [{"Fn::GetAtt": ["ExportBucket", "Arn"]}, {"Fn::Sub": "${ExportBucket.Arn}/*"}]
+    allows = {s["Action"]: s for s in found if s["Effect"] == "Allow"}
+    assert set(allows) == {"s3:GetBucketAcl", "s3:PutObject"}
+    acl, put = allows["s3:GetBucketAcl"], allows["s3:PutObject"]
+    for statement in (acl, put):
+        assert statement["Principal"] == {"Service": LOGS_SERVICE}
+    assert acl["Resource"] == {"Fn::GetAtt": ["ExportBucket", "Arn"]}
+    assert acl["Condition"] == LOGS_SOURCE_CONDITION
+    # The exporter writes under LOGPIPE_EXPORT_PREFIX: the policy allows exactly that prefix.
+    env = deployed["Resources"]["ExporterFunction"]["Properties"]["Environment"]["Variables"]
+    assert put["Resource"] == {"Fn::Sub": "${ExportBucket.Arn}/" + env["LOGPIPE_EXPORT_PREFIX"] + "/*"}
+    assert put["Condition"] == {
+        "StringEquals": {
+            "s3:x-amz-acl": "bucket-owner-full-control",
+            **LOGS_SOURCE_CONDITION["StringEquals"],
+        },
+        "ArnLike": LOGS_SOURCE_CONDITION["ArnLike"],
+    }
+    # SSE-KMS: CloudWatch Logs must be able to use the bucket's key, for this account's groups only.
+    key_statements = statements(deployed["Resources"]["PipelineKey"]["Properties"]["KeyPolicy"])
+    (logs,) = [s for s in key_statements if s["Principal"].get("Service") == LOGS_SERVICE]
+    assert set(logs["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert logs["Condition"] == LOGS_SOURCE_CONDITION
+
+
+def test_every_exporter_alarm_watches_a_series_the_exporter_publishes(
+    deployed: dict[str, Any], parameter_values: dict[str, Any]
+) -> None:
+    environment = parameter_values["Environment"]
+    published = _exporter_emf_series(environment)
+    documents = _exporter_emf_documents(environment)
+    assert all(document["Environment"] == environment for document in documents)
+    exporter_metrics = {metric for _, metric, _ in published}
+    assert {"ExportLagHours", "ExportRetentionHeadroomHours", "ExportConsecutiveFailures", "ExportTasksFailed"} <= (
+        exporter_metrics
+    )
+    alarms = resources_of_type(deployed, "AWS::CloudWatch::Alarm")
+    watched: dict[str, str] = {}
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        if "Metrics" in props:
+            (query,) = props["Metrics"]
+            assert query["ReturnData"] is True, name
+            match = METRICS_INSIGHTS.match(query["Expression"]["Fn::Sub"])
+            assert match, f"{name}: unexpected expression {query['Expression']}"
+            dimensions = frozenset(part.strip() for part in match["dims"].split(","))
+            series = (match["namespace"], match["metric"], dimensions)
+            assert series in published, f"{name}: the exporter publishes no series {series}"
+            watched[match["metric"]] = name
+        elif props.get("MetricName") in exporter_metrics:
+            dimensions_values = _alarm_dimensions(alarm, parameter_values)
+            series = (props["Namespace"], props["MetricName"], frozenset(dimensions_values))
+            assert series in published, f"{name}: the exporter publishes no series {series}"
+            assert dimensions_values == {"Environment": environment}, name
+            assert props["Statistic"] == "Sum", name
+            watched[props["MetricName"]] = name
+    assert watched == {
+        "ExportLagHours": "ExportLagAlarm",
+        "ExportRetentionHeadroomHours": "ExportRetentionHeadroomAlarm",
+        "ExportConsecutiveFailures": "ExportConsecutiveFailuresAlarm",
+        "ExportTasksFailed": "ExportTasksFailedAlarm",
+    }
+    lag = alarms["ExportLagAlarm"]["Properties"]
+    assert (lag["Threshold"], lag["ComparisonOperator"]) == ({"Ref": "ExportLagAlarmHours"}, "GreaterThanThreshold")
+    # A lag alarm below one day past the minimum age would fire on every healthy day.
+    assert parameter_values["ExportLagAlarmHours"] > parameter_values["ExportMinAgeHours"] + 24
+    headroom = alarms["ExportRetentionHeadroomAlarm"]["Properties"]
+    assert headroom["ComparisonOperator"] == "LessThanThreshold"
+    assert "MIN(ExportRetentionHeadroomHours)" in headroom["Metrics"][0]["Expression"]["Fn::Sub"]
+    crashes = alarms["ExporterErrorsAlarm"]["Properties"]
+    assert (crashes["Namespace"], crashes["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert crashes["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ExporterFunction"}}]
+    suffixes = {
+        alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        for name, alarm in alarms.items()
+        if name.startswith("Export")
+    }
+    assert suffixes == EXPORTER_ALARM_SUFFIXES
+
+
+# ---------------------------------------------------------------------------
+# Langfuse delivery ledger
+# ---------------------------------------------------------------------------
+def test_langfuse_ledger_table_matches_the_ledger_code(deployed: dict[str, Any]) -> None:
+    props = deployed["Resources"]["LangfuseLedgerTable"]["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Ref": "PipelineKey"}
+    ledger_code = (REPO_ROOT / "layers/core/logpipe/langfuse/ledger.py").read_text(encoding="utf-8")
+    assert '"pk": {"S":' in ledger_code
+    assert '"expires_at": {"N":' in ledger_code
