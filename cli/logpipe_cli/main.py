@@ -73,6 +73,12 @@ def _cmd_export_run(args: argparse.Namespace) -> int:
     return main_run(bucket=args.bucket, emit_metrics=args.metrics)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from logpipe_cli.replay_s3 import main_replay
+
+    return main_replay(args.source, metrics=args.metrics, log_group=args.log_group)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="logpipe", description=__doc__)
@@ -115,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     export_run.set_defaults(run=_cmd_export_run)
     for sub in (export_plan, export_run):
         sub.add_argument("--bucket", help="destination bucket (default: LOGPIPE_EXPORT_BUCKET)")
+    replay_parser = commands.add_parser(
+        "replay", help="push exported logs from S3 back through the ingest routes (same scrubbing and ids)"
+    )
+    replay_parser.add_argument(
+        "source", help="s3://bucket/exports/<group path>/<yyyy-mm-dd>..<yyyy-mm-dd>, or a prefix"
+    )
+    replay_parser.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="write the PACS EMF metrics too (default: off; EMF older than 14 days is refused)",
+    )
+    replay_parser.add_argument("--log-group", help="log group name (default: '/' + the group path in the key)")
+    replay_parser.set_defaults(run=_cmd_replay)
     return parser
 
 

@@ -1,0 +1,183 @@
+"""S3 replay: URL ranges, export keys, line parsing, deterministic ids and batching, all in memory."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import date
+from typing import Any, cast
+
+import pytest
+
+from logpipe.pipeline import IngestSummary
+from logpipe.s3replay import (
+    ID_DIGITS,
+    MAX_BATCH_EVENTS,
+    ReplayTargetError,
+    data_messages,
+    event_id,
+    list_export_keys,
+    parse_export_key,
+    parse_export_text,
+    parse_target,
+    replay_objects,
+    subscription_event,
+)
+
+pytestmark = pytest.mark.unit
+
+GROUP = "/aws/ecs/pacs-backend/application"
+KEY = "exports/aws/ecs/pacs-backend/application/2026/11/20/3f2a-task/ecs/app/abc123/000000.gz"
+
+
+def test_range_url_lists_one_prefix_per_day_inclusive() -> None:
+    target = parse_target("s3://bucket/exports/aws/ecs/pacs-backend/application/2026-02-27..2026-03-01")
+    assert target.bucket == "bucket"
+    assert target.days == (date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 1))
+    assert target.prefixes == tuple(
+        f"exports/aws/ecs/pacs-backend/application/2026/{day}/" for day in ("02/27", "02/28", "03/01")
+    )
+
+
+def test_plain_prefix_is_listed_as_is() -> None:
+    target = parse_target("s3://bucket/exports/aws/ecs/pacs-backend/application/2026/11/")
+    assert target.prefixes == ("exports/aws/ecs/pacs-backend/application/2026/11/",)
+    assert target.days == ()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "bucket/exports/x/2026-01-01..2026-01-02",
+        "s3:///exports/x",
+        "s3://bucket/exports/x/2026-01-03..2026-01-02",
+        "s3://bucket/exports/x/2026-13-01..2026-13-02",
+        "s3://bucket/2026-01-01..2026-01-02",
+        "s3://bucket/exports/x/2000-01-01..2026-01-02",
+    ],
+)
+def test_bad_urls_are_refused(url: str) -> None:
+    with pytest.raises(ReplayTargetError):
+        parse_target(url)
+
+
+def test_export_key_is_split_into_group_day_task_stream_part() -> None:
+    parsed = parse_export_key(KEY)
+    assert parsed is not None
+    assert parsed.log_group == GROUP
+    assert (parsed.day, parsed.task_id, parsed.stream, parsed.part) == (
+        "2026/11/20",
+        "3f2a-task",
+        "ecs/app/abc123",
+        "000000.gz",
+    )
+    assert parse_export_key("exports/aws-logs-write-test") is None
+    assert parse_export_key("elsewhere/aws/x/2026/11/20/t/s/000000.gz") is None
+
+
+def test_lines_become_events_and_continuations_join_the_previous_message() -> None:
+    text = (
+        "garbage before any event\n"
+        "2026-11-20T01:02:03.456Z ERROR boom\n"
+        "Traceback (most recent call last):\n"
+        "2026-11-20T01:02:04Z \n"
+        "2026-11-20T01:02:05.1Z last line\n"
+    )
+    parsed = parse_export_text(text, GROUP, "web-1")
+    assert parsed.unparsed_lines == 1
+    assert parsed.lines == 5
+    assert [(e["timestamp"], e["message"]) for e in parsed.events] == [
+        (1_795_136_523_456, "ERROR boom\nTraceback (most recent call last):"),
+        (1_795_136_524_000, ""),
+        (1_795_136_525_100, "last line"),
+    ]
+    assert [e["id"] for e in parsed.events] == [
+        event_id(GROUP, "web-1", 1_795_136_523_456, 2),
+        event_id(GROUP, "web-1", 1_795_136_524_000, 4),
+        event_id(GROUP, "web-1", 1_795_136_525_100, 5),
+    ]
+
+
+def test_ids_are_56_digits_deterministic_and_distinct_per_input() -> None:
+    first = event_id(GROUP, "web-1", 1_795_136_523_456, 1)
+    assert first == event_id(GROUP, "web-1", 1_795_136_523_456, 1)
+    assert len(first) == ID_DIGITS
+    assert first.isdigit()
+    others = {
+        event_id("/other", "web-1", 1_795_136_523_456, 1),
+        event_id(GROUP, "web-2", 1_795_136_523_456, 1),
+        event_id(GROUP, "web-1", 1_795_136_523_457, 1),
+        event_id(GROUP, "web-1", 1_795_136_523_456, 2),
+    }
+    assert first not in others
+    assert len(others) == 4
+
+
+def test_ids_sort_in_file_order_within_a_millisecond() -> None:
+    text = "".join(f"2026-11-20T01:02:03.000Z part {n}\n" for n in range(12))
+    events = parse_export_text(text, GROUP, "web-1").events
+    assert sorted(events, key=lambda e: (e["timestamp"], e["id"])) == events
+    assert len({e["id"] for e in events}) == 12
+
+
+def test_batches_hold_at_most_a_thousand_events_in_order() -> None:
+    events = [{"id": str(i), "timestamp": i, "message": f"m{i}"} for i in range(2_500)]
+    batches = list(data_messages(GROUP, "web-1", events, owner="123456789012"))
+    assert [len(b["logEvents"]) for b in batches] == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 500]
+    assert [e["message"] for b in batches for e in b["logEvents"]] == [e["message"] for e in events]
+    assert {(b["messageType"], b["logGroup"], b["logStream"], b["owner"]) for b in batches} == {
+        ("DATA_MESSAGE", GROUP, "web-1", "123456789012")
+    }
+    with pytest.raises(ValueError, match="batch_size"):
+        list(data_messages(GROUP, "web-1", events, batch_size=0))
+
+
+def test_subscription_event_round_trips() -> None:
+    document = next(data_messages(GROUP, "web-1", [{"id": "1", "timestamp": 2, "message": "x"}]))
+    data = subscription_event(document)["awslogs"]["data"]
+    assert json.loads(gzip.decompress(base64.b64decode(data))) == document
+
+
+class FakeS3:
+    """list_objects_v2 pagination and get_object over a dict of key -> bytes."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_paginator(self, _name: str) -> FakeS3:
+        return self
+
+    def paginate(self, *, Bucket: str, Prefix: str) -> list[dict[str, Any]]:  # noqa: N803 - boto3's names
+        return [{"Contents": [{"Key": key} for key in sorted(self.objects) if key.startswith(Prefix)]}]
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        body = self.objects[Key]
+        return {"Body": type("Body", (), {"read": lambda _self: body})()}
+
+
+def test_replay_numbers_lines_across_parts_and_counts_everything() -> None:
+    prefix = "exports/aws/ecs/pacs-backend/application/2026/11/20/task/web-1/"
+    line = b"2026-11-20T01:02:03.000Z same\n"
+    s3 = FakeS3({prefix + "000000.gz": gzip.compress(line * 3), prefix + "000001.gz": gzip.compress(line * 3)})
+    target = parse_target("s3://b/exports/aws/ecs/pacs-backend/application/2026-11-20..2026-11-20")
+    keys = list_export_keys(cast("Any", s3), target)
+    assert [k.part for k in keys] == ["000000.gz", "000001.gz"]
+    seen: list[dict[str, Any]] = []
+
+    def run(event: dict[str, Any]) -> IngestSummary:
+        seen.append(json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"]))))
+        summary = IngestSummary()
+        summary.counters["records.info"] += len(seen[-1]["logEvents"])
+        summary.counters["delivery.fake-error.delivered"] += 1
+        return summary
+
+    done: list[int] = []
+    summary = replay_objects(cast("Any", s3), "b", keys, run, batch_size=2, on_object=lambda _k, n: done.append(n))
+    ids = [e["id"] for doc in seen for e in doc["logEvents"]]
+    assert len(set(ids)) == 6  # same timestamp and text, but line numbers continue into the second part
+    assert done == [3, 3]
+    report = summary.to_dict()
+    assert (report["objects"], report["events"], report["batches"]) == (2, 6, 4)
+    assert report["records"] == {"info": 6}
+    assert report["deliveries"] == {"fake-error": {"delivered": 4}}
