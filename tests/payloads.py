@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -81,3 +81,23 @@ def parsed_records(log_group: str, messages: Sequence[str], *, start_ms: int, en
         "DATA_MESSAGE", OWNER, log_group, document["logStream"], (), document["logEvents"], None, "p", "awslogs"
     )
     return assemble_records(batch, stream_context(batch, "ap-northeast-2", environment))[0]
+
+
+def sqs_lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The event Lambda's SQS event source hands the replay function for received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:ap-northeast-2:123456789012:parking",
+                "awsRegion": "ap-northeast-2",
+            }
+            for message in messages
+        ],
+    }

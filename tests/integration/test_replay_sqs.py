@@ -13,6 +13,7 @@ from logpipe.parking import ParkedItem, ParkReason, SqsParkingLot
 from logpipe.replay import Replayer
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.transport import SendOutcome, SendResult
+from payloads import sqs_lambda_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -54,22 +55,7 @@ def _park(sqs: SQSClient, queue: str, dlq: str, *items: ParkedItem) -> None:
 
 def _sqs_event(sqs: SQSClient, queue: str) -> dict[str, Any]:
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:ap-northeast-2:123456789012:q",
-                "awsRegion": "ap-northeast-2",
-            }
-            for m in messages
-        ],
-    }
+    return sqs_lambda_event(messages)
 
 
 def _sentry_item(event_id: str, not_before: float | None) -> ParkedItem:

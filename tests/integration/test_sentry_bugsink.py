@@ -22,7 +22,7 @@ from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.sink import SentrySink
 from logpipe.settings import Settings
 from logpipe_cli.bugsink import BugsinkProject, BugsinkServer
-from payloads import data_message, restamp, subscription_event
+from payloads import data_message, restamp, sqs_lambda_event, subscription_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -77,21 +77,7 @@ def _replay_all(sqs: SQSClient, queue: str, dlq: str, dsn: str, *, now: float) -
         messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
         if not messages:
             break
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:ap-northeast-2:123456789012:parking",
-                "awsRegion": "ap-northeast-2",
-            }
-            for m in messages
-        ]
-        response = replayer.handle({"Records": records})
+        response = replayer.handle(sqs_lambda_event(messages))
         failures.extend(response["batchItemFailures"])
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for m in messages:

@@ -11,9 +11,10 @@ import pytest
 
 from logpipe.assemble import assemble_records, stream_context
 from logpipe.decode import LogBatch
+from logpipe.delivery import ResendOutcome
 from logpipe.langfuse.ledger import ClaimResult, MemoryLedger, chunk_key
 from logpipe.langfuse.mapping import Generation, to_generation
-from logpipe.langfuse.replay import LangfuseResender, ResendOutcome
+from logpipe.langfuse.replay import LangfuseResender
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import PostOutcome, PostResult, classify_response
 from logpipe.parking import MemoryParkingLot, ParkReason

@@ -306,9 +306,8 @@ class MetricAggregator:
 
     def observe(self, record: LogRecord) -> None:
         """Apply every rule to one record."""
+        # rules_for() already holds only the rules that apply to this service.
         for rule in self.rule_set.rules_for(record.service):
-            if rule.services is not None and record.service not in rule.services:
-                continue
             if rule.log_types is not None and record.stream.log_type not in rule.log_types:
                 continue
             for matcher in rule.when:

@@ -1,12 +1,13 @@
 """Replay of parked items: the SQS consumer behind ``functions/replay``.
 
 Each parked message is handled on its own (Powertools BatchProcessor, partial batch responses):
-- a Sentry event parked as retryable is re-sent once its not-before time has come; if it is not yet
-  due, or Sentry still refuses it for now, the message is made invisible until then and reported as
-  failed, so SQS redelivers it (after the queue's maximum receive count, SQS moves it to the DLQ);
-- anything that needs a human (malformed input, an event Sentry rejected) goes to the DLQ with its
+- an item a sink parked as retryable is re-sent through that sink's route (a ``Resender``) once its
+  not-before time has come; if it is not yet due, or still refused for now, the message is made
+  invisible until then and reported as failed, so SQS redelivers it (after the queue's maximum
+  receive count, SQS moves it to the DLQ);
+- anything that needs a human (malformed input, an item a sink rejected) goes to the DLQ with its
   reason, and counts as handled.
-The event ids are the ones built at ingest time, so a re-sent event Sentry already has is a no-op.
+Ids are the ones built at ingest time, so a re-sent item the destination already has is a no-op.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from logpipe.delivery import Resender, ResendOutcome, ResendResult
 from logpipe.parking import ParkReason
+from logpipe.sentry.replay import SentryResender
 from logpipe.sentry.routing import DsnRouter
-from logpipe.sentry.sink import DEFAULT_RETRY_SECONDS, SINK_NAME, EventSender
-from logpipe.sentry.transport import SendOutcome, SentryClient
+from logpipe.sentry.sink import DEFAULT_RETRY_SECONDS, EventSender
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     from logpipe.langfuse.replay import LangfuseResender
 
 MAX_VISIBILITY_SECONDS = 12 * 3600
-LANGFUSE_SINK = "langfuse"
-LANGFUSE_SEND_SECONDS = 20.0
+# How long one re-send may take; the replay function's timeout leaves room for a batch of them.
+RESEND_SECONDS = 20.0
 _NEEDS_A_HUMAN = frozenset(
     {ParkReason.MALFORMED_PAYLOAD, ParkReason.MALFORMED_EVENT, ParkReason.PROCESSING_ERROR, ParkReason.SINK_REJECTED}
 )
@@ -54,14 +56,14 @@ class Replayer:
         clock: Callable[[], float] = time.time,
         langfuse: LangfuseResender | None = None,
     ) -> None:
-        """Wire the replayer; clients are created on first use."""
-        self.langfuse = langfuse
+        """Wire the replayer and its routes, one per sink; clients are created on first use."""
+        self.routes: dict[str, Resender | None] = {
+            "sentry": SentryResender(router, sender_factory),
+            "langfuse": langfuse,
+        }
         self.queue_url = queue_url
         self.dead_letter_url = dead_letter_url
-        self.router = router
         self._sqs_client = sqs
-        self._sender_factory: Callable[[str], EventSender] = sender_factory or SentryClient
-        self._senders: dict[str, EventSender] = {}
         self._clock = clock
         self.counts: dict[str, int] = {}
 
@@ -95,8 +97,9 @@ class Replayer:
             self._dead_letter(message, f"needs a human: {message.get('detail', reason.value)}")
             return
         attributes: Mapping[str, str] = message.get("attributes") or {}
-        if attributes.get("sink") not in {SINK_NAME, LANGFUSE_SINK}:
-            self._dead_letter(message, f"no replay route for sink {attributes.get('sink')!r}")
+        sink = attributes.get("sink")
+        if sink not in self.routes:
+            self._dead_letter(message, f"no replay route for sink {sink!r}")
             return
         not_before = message.get("not_before")
         now = self._clock()
@@ -105,47 +108,24 @@ class Replayer:
             self._count("not_due")
             msg = f"not due for {not_before - now:.0f}s"
             raise ReplayLaterError(msg)
-        if attributes.get("sink") == LANGFUSE_SINK:
-            self._resend_to_langfuse(record, message)
+        route = self.routes[sink]
+        if route is None:
+            self._dead_letter(message, f"no {sink.capitalize()} credentials configured")
             return
-        self._resend_to_sentry(record, message, attributes)
+        self._settle(record, message, route.resend(message, time.monotonic() + RESEND_SECONDS))
 
-    def _resend_to_langfuse(self, record: SQSRecord, message: Mapping[str, Any]) -> None:
-        from logpipe.langfuse.replay import ResendOutcome
-
-        if self.langfuse is None:
-            self._dead_letter(message, "no Langfuse credentials configured")
-            return
-        result = self.langfuse.resend(message, time.monotonic() + LANGFUSE_SEND_SECONDS)
+    def _settle(self, record: SQSRecord, message: Mapping[str, Any], result: ResendResult) -> None:
+        """One outcome handler for every route."""
         if result.outcome is ResendOutcome.DELIVERED:
             self._count("delivered")
         elif result.outcome is ResendOutcome.DUPLICATE:
-            self._count("duplicates_dropped")  # the ledger shows it was sent (or parked) elsewhere
+            self._count("duplicates_dropped")  # the destination already has it (or another copy is going)
         elif result.outcome is ResendOutcome.RETRY_LATER:
             self._postpone(record, result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS)
             self._count("retry_later")
             raise ReplayLaterError(result.reason)
         else:
             self._dead_letter(message, result.reason)
-
-    def _resend_to_sentry(self, record: SQSRecord, message: Mapping[str, Any], attributes: Mapping[str, str]) -> None:
-        dsn = self.router.dsn_for(attributes.get("service", "")) if self.router is not None else None
-        if dsn is None:
-            self._dead_letter(message, "no Sentry DSN configured for this service")
-            return
-        sender = self._senders.get(dsn)
-        if sender is None:
-            sender = self._senders[dsn] = self._sender_factory(dsn)
-        result = sender.send(orjson.loads(message["body"]))
-        if result.outcome is SendOutcome.ACCEPTED:
-            self._count("delivered")
-            return
-        if result.outcome.should_retry:
-            self._postpone(record, result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS)
-            self._count("retry_later")
-            msg = f"{result.outcome.value}: {result.reason}"
-            raise ReplayLaterError(msg)
-        self._dead_letter(message, f"{result.outcome.value}: {result.reason}")
 
     def _postpone(self, record: SQSRecord, seconds: float) -> None:
         visibility = int(min(max(seconds, 0), MAX_VISIBILITY_SECONDS))

@@ -9,34 +9,15 @@ invocation died (its claim's lease ran out).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from logpipe.delivery import ResendOutcome, ResendResult
 from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError
 from logpipe.langfuse.mapping import Generation
 from logpipe.langfuse.sink import DEFAULT_RETRY_SECONDS, ChunkEncoder, ChunkPoster, SpanEncoder
 from logpipe.langfuse.transport import PostOutcome
-
-
-class ResendOutcome(StrEnum):
-    """How one replayed generation ended."""
-
-    DELIVERED = "delivered"
-    DUPLICATE = "duplicate"
-    RETRY_LATER = "retry_later"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class ResendResult:
-    """The outcome of re-sending one parked generation."""
-
-    outcome: ResendOutcome
-    reason: str
-    retry_after: float | None = None
 
 
 def replay_key(observation_id: str) -> str:

@@ -103,6 +103,8 @@ class SentrySink:
         self, records: Sequence[LogRecord], context: SendContext, deliveries: list[Delivery]
     ) -> list[tuple[LogRecord, dict[str, Any], str]]:
         prepared: list[tuple[LogRecord, dict[str, Any], str]] = []
+        # Errors of one request share their breadcrumbs: scrub each record once, not once per citing error.
+        scrubbed: dict[int, LogRecord] = {}
         for record in records:
             try:
                 dsn = self.router.dsn_for(record.service)
@@ -112,7 +114,12 @@ class SentrySink:
             if dsn is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
-            crumbs = [context.scrub_record(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
+            crumbs = []
+            for crumb in select_breadcrumbs(record, context.batch_records):
+                clean = scrubbed.get(id(crumb))
+                if clean is None:
+                    clean = scrubbed[id(crumb)] = context.scrub_record(crumb)
+                crumbs.append(clean)
             prepared.append((record, build_event(record, breadcrumbs=crumbs), dsn))
         return prepared
 
