@@ -310,7 +310,22 @@ def test_empty_message() -> None:
 def test_parse_key_values_unquotes_and_returns_the_remainder() -> None:
     fields, remainder = parse_key_values('user="kim minsu" action=view Study opened, quickly')
     assert fields == {"user": "kim minsu", "action": "view"}
-    assert remainder == "Study opened quickly"
+    # Separators between the words and the pairs go; punctuation inside the message stays.
+    assert remainder == "Study opened, quickly"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Request completed, duration=5 status=200", "Request completed"),
+        ("request_id=q3 Unhandled exception, phone number invalid", "Unhandled exception, phone number invalid"),
+        ("DICOM processed; study_uid=1.2 ok;", "DICOM processed ok"),
+        ('note="say \\"hi\\"", Request completed, duration=5', "Request completed"),
+        ('note="say \\"hi\\"" Unhandled exception, retrying', "Unhandled exception, retrying"),
+    ],
+)
+def test_parse_key_values_keeps_punctuation_inside_the_message(text: str, message: str) -> None:
+    assert parse_key_values(text)[1] == message
 
 
 def test_parse_key_values_ignores_urls_and_uids() -> None:

@@ -85,13 +85,22 @@ def _unquote(value: str) -> str:
     return inner.replace('\\"', '"').replace("\\\\", "\\") if "\\" in inner else inner
 
 
+_PAIR_MARK = "\x00"
+
+
 def _parse_key_values_regex(text: str) -> tuple[dict[str, str], str]:
     pairs = _KEY_VALUE.findall(text)
     if not pairs:
         return {}, text
     fields = {key: (_unquote(value) if value[:1] == '"' and len(value) > 1 else value) for key, value in pairs}
-    remainder = _KEY_VALUE.sub(" ", text).replace(",", " ")
-    return fields, " ".join(remainder.split())
+    words: list[str] = []
+    for word in _KEY_VALUE.sub(f" {_PAIR_MARK} ", text).split():
+        if word == _PAIR_MARK:  # where a pair was: separators before it went with it
+            if words:
+                _drop_trailing_separator(words)
+        elif word.strip(",;"):
+            words.append(word)
+    return fields, _message_of(words)
 
 
 def _comma_list(text: str) -> dict[str, str] | None:
@@ -104,6 +113,21 @@ def _comma_list(text: str) -> dict[str, str] | None:
         return dict(item.split("=", 1) for item in unquoted.split(", "))
     except ValueError:  # an item without "=" (e.g. a quoted value holding ", "): general tokenizer
         return None
+
+
+def _message_of(words: list[str]) -> str:
+    """The words between the pairs; punctuation inside the message ("Unhandled exception, retrying") is kept."""
+    if words:
+        _drop_trailing_separator(words)
+    return " ".join(words)
+
+
+def _drop_trailing_separator(words: list[str]) -> None:
+    last = words[-1].rstrip(",;")
+    if last:
+        words[-1] = last
+    else:
+        words.pop()
 
 
 def parse_key_values(text: str) -> tuple[dict[str, str], str]:
@@ -139,11 +163,12 @@ def parse_key_values(text: str) -> tuple[dict[str, str], str]:
         elif value[-1:] == ",":
             value = value[:-1]
         fields[key] = value
+        if words:
+            # "Request completed, duration=5": the comma separated the words from the pairs.
+            _drop_trailing_separator(words)
     if not fields:
         return fields, text
-    if not words:
-        return fields, ""
-    return fields, " ".join(words).replace(",", "").replace(";", "")
+    return fields, _message_of(words)
 
 
 def _first(document: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
