@@ -2,12 +2,15 @@
 
 A real HTTP server on 127.0.0.1 that decodes each body with ``opentelemetry-proto`` and answers by a
 script: 200, 429 with Retry-After, 500, slowly, or not at all (the connection is closed unanswered).
+A 200 may carry an OTLP ``partial_success`` (rejected spans and an error message), as protobuf or,
+like Langfuse's own answers, as JSON.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
@@ -31,6 +35,29 @@ class Answer:
     retry_after: str | None = None
     delay: float = 0.0
     hang_up: bool = False  # close the connection without any response
+    rejected_spans: int = 0  # with a 2xx: an ExportTraceServiceResponse.partial_success
+    error_message: str = ""
+    json_body: bool = False  # answer a 2xx in JSON (as Langfuse does) instead of protobuf
+
+    def body(self) -> tuple[bytes, str]:
+        """The response body and its content type."""
+        if not 200 <= self.status < 300:  # HTTP success range
+            return b'{"message":"scripted"}', "application/json"
+        partial = bool(self.rejected_spans or self.error_message)
+        if self.json_body:
+            # The protobuf JSON mapping: lowerCamelCase names, int64 as a decimal string.
+            document = (
+                {"partialSuccess": {"rejectedSpans": str(self.rejected_spans), "errorMessage": self.error_message}}
+                if partial
+                else {}
+            )
+            return json.dumps(document).encode(), "application/json"
+        response = ExportTraceServiceResponse()
+        if partial:
+            response.partial_success.CopyFrom(
+                ExportTracePartialSuccess(rejected_spans=self.rejected_spans, error_message=self.error_message)
+            )
+        return response.SerializeToString(), "application/x-protobuf"
 
 
 @dataclass(slots=True)
@@ -115,11 +142,11 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             if answer.hang_up:
                 self.close_connection = True
                 return
-            payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b'{"message":"scripted"}'
+            payload, content_type = answer.body()
             self.send_response(answer.status)
             if answer.retry_after is not None:
                 self.send_header("Retry-After", answer.retry_after)
-            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (slow answer)

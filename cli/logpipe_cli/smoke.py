@@ -59,6 +59,7 @@ EXPECTED_ALARM_SUFFIXES = (
     "ingest-malformed-payloads",
     "ingest-parking-failures",
     "sentry-dead-lettered",
+    "langfuse-dead-lettered",
     "replay-errors",
     "export-lag",
     "export-retention-headroom",

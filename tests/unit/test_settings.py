@@ -72,3 +72,22 @@ def test_sentry_settings() -> None:
     assert settings.dead_letter_queue_url == "https://sqs/dlq"
     with pytest.raises(SettingsError, match="LOGPIPE_SENTRY_MAX_PER_FINGERPRINT must be a positive integer"):
         Settings.from_env({"LOGPIPE_SENTRY_MAX_PER_FINGERPRINT": "0"})
+
+
+def test_langfuse_prompts_are_scrubbed_for_every_service_by_default() -> None:
+    assert Settings.from_env({}).langfuse_unscrubbed_prompt_services == frozenset()
+    blank = Settings.from_env({"LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES": "  "})
+    assert blank.langfuse_unscrubbed_prompt_services == frozenset()
+
+
+def test_langfuse_unscrubbed_prompt_services_are_read_as_a_set() -> None:
+    settings = Settings.from_env({"LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES": "pacs-backend, api,pacs-backend"})
+    assert settings.langfuse_unscrubbed_prompt_services == frozenset({"pacs-backend", "api"})
+
+
+@pytest.mark.parametrize("value", ["*", "pacs-backend,,api", "pacs-backend;api", "pacs backend", "api,"])
+def test_langfuse_unscrubbed_prompt_services_reject_what_is_not_a_service_list(value: str) -> None:
+    with pytest.raises(
+        SettingsError, match="LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES must be a comma-separated list"
+    ):
+        Settings.from_env({"LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES": value})

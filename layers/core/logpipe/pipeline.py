@@ -147,6 +147,20 @@ class IngestPipeline:
         self.parking = parking
         self.scrubber = scrubber if settings.scrub_enabled else None
         self.sinks = tuple(sinks)
+        # LLM calls of these services keep prompt and response as logged, on their way to Langfuse only.
+        self._prompt_services = settings.langfuse_unscrubbed_prompt_services if self.scrubber else frozenset()
+        self._prompt_keys: frozenset[str] = frozenset()
+        if self._prompt_services:
+            from logpipe.langfuse.prompts import CONTENT_KEYS, FullyScrubbedContext  # only when a service opted out
+
+            self._prompt_keys = CONTENT_KEYS
+            # Other sinks borrow LLM records as context (Sentry breadcrumbs): theirs are scrubbed in full.
+            self.sinks = tuple(
+                sink
+                if sink.kind is RecordKind.LLM
+                else FullyScrubbedContext(sink, lambda record: self._scrub_record(record, keep_prompts=False))
+                for sink in self.sinks
+            )
         self.health = health
         self.emf_writer = emf_writer
         self.logger = logger if logger is not None else logging.getLogger("logpipe")
@@ -243,8 +257,12 @@ class IngestPipeline:
     def _scrub_text(self, text: str) -> str:
         return text if self.scrubber is None else self.scrubber.scrub(text)
 
-    def _scrub_record(self, record: LogRecord) -> LogRecord:
-        """The record as it may leave the function: every text part and every field scrubbed."""
+    def _scrub_record(self, record: LogRecord, *, keep_prompts: bool = True) -> LogRecord:
+        """The record as it may leave the function: every text part and every field scrubbed.
+
+        Except, when ``keep_prompts``, the prompt and response fields of LLM calls of the services in
+        ``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES`` (raw text, message and other fields still scrubbed).
+        """
         scrubber = self.scrubber
         if scrubber is None:
             return record
@@ -255,7 +273,18 @@ class IngestPipeline:
             return record
         message = scrubber.scrub(record.message)
         exception = None if record.exception is None else scrubber.scrub(record.exception)
-        fields = scrubber.scrub_value(record.fields)
+        source = record.fields
+        kept = self._prompt_keys
+        if keep_prompts and record.service in self._prompt_services and classify(record) is RecordKind.LLM:
+            # The service owner chose to see these prompts as logged; the rest of the record stays scrubbed.
+            others = scrubber.scrub_value({key: value for key, value in source.items() if key not in kept})
+            fields: object = (
+                {key: value if key in kept else others[key] for key, value in source.items()}
+                if isinstance(others, Mapping)
+                else source
+            )
+        else:
+            fields = scrubber.scrub_value(source)
         return replace(
             record,
             raw=raw,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _ENVIRONMENTS = frozenset({"dev", "stg", "prod", "local", "test"})
+# A service is named by its log group (/aws/ecs/<service>/...): the characters a log group name allows.
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9._#/-]+")
 
 
 class SettingsError(ValueError):
@@ -43,6 +46,22 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def _services(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return frozenset()
+    services = [part.strip() for part in raw.split(",")]
+    # Strict on purpose: a typo here silently sends one service's prompts unscrubbed, or keeps another's scrubbed.
+    bad = [service for service in services if not _SERVICE_NAME.fullmatch(service)]
+    if bad:
+        msg = (
+            f"{name} must be a comma-separated list of service names as they appear in the log group "
+            f"(e.g. pacs-backend,api), got {raw!r}"
+        )
+        raise SettingsError(msg)
+    return frozenset(services)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the ingest pipeline needs to know about its deployment."""
@@ -64,6 +83,8 @@ class Settings:
     langfuse_secret_key: str | None = None
     langfuse_secret_id: str | None = None
     ledger_table: str | None = None
+    # Services whose LLM calls go to Langfuse with prompt and response as logged (the rest stays scrubbed).
+    langfuse_unscrubbed_prompt_services: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +118,7 @@ class Settings:
             langfuse_secret_key=_optional(source, "LOGPIPE_LANGFUSE_SECRET_KEY"),
             langfuse_secret_id=_optional(source, "LOGPIPE_LANGFUSE_SECRET"),
             ledger_table=_optional(source, "LOGPIPE_LEDGER_TABLE"),
+            langfuse_unscrubbed_prompt_services=_services(source, "LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES"),
         )
 
 

@@ -25,6 +25,8 @@ from logpipe.records import Level, LogRecord
 _MODEL_KEYS = ("model", "gen_ai.response.model", "gen_ai.request.model", "model_name")
 _INPUT_KEYS = ("prompt", "input", "messages", "gen_ai.prompt", "gen_ai.input.messages")
 _OUTPUT_KEYS = ("completion", "output", "response", "gen_ai.completion", "gen_ai.output.messages")
+# Every field the mapping reads an LLM call's prompt or response from (LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES).
+CONTENT_KEYS = frozenset(_INPUT_KEYS + _OUTPUT_KEYS)
 _NAME_KEYS = ("name", "gen_ai.operation.name")
 _TRACE_KEYS = ("trace_id", "traceId", "langfuse_trace_id")
 _USER_KEYS = ("user_id", "user.id", "userId")

@@ -5,7 +5,10 @@ and counted, never a crash), cut the generations into chunks (by span count and 
 and for each chunk: claim it in the delivery ledger (a redelivered batch finds it done or parked
 and is skipped), POST it once, and settle every record of it -- delivered, parked for retry with a
 not-before time (429 with Retry-After, 5xx and network errors after inline retries, the deadline),
-or dead-lettered (any other 4xx). Records handed to this sink are already scrubbed.
+or dead-lettered (any other 4xx, or a 2xx whose OTLP partial_success reports rejected spans: the
+response never says which, so the whole chunk is dead-lettered with the server's message). Records
+handed to this sink are already scrubbed (except the prompts of services that opted out, see
+``logpipe.langfuse.prompts``).
 """
 
 from __future__ import annotations
@@ -289,6 +292,12 @@ class LangfuseSink:
         retry = result.outcome.should_retry
         wait = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
         detail = f"{result.outcome.value}: {result.reason}"
+        if result.rejected_spans:
+            # OTLP's partial_success counts rejected spans but never names them, and forbids a retry:
+            # the whole chunk is dead-lettered with the reason (a human decides), none counted delivered.
+            counters["partial_success_chunks"] += 1
+            counters["spans_rejected"] += result.rejected_spans
+            detail += f" (of {len(chunk)} sent; which ones is not reported, so all {len(chunk)} are dead-lettered)"
         self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait)
 
     def _park_all(  # noqa: PLR0913 - one chunk's whole context

@@ -1,8 +1,10 @@
 """Confirmed delivery to Langfuse's OTLP endpoint: one POST per chunk, its HTTP outcome classified.
 
-2xx is accepted; 429 is rate-limited (with the server's Retry-After); 408, 5xx and network errors
-are retried a few times inline, within the deadline, then reported retryable; any other 4xx is
-rejected. Credentials come from the environment locally or from a Secrets Manager JSON secret
+2xx is accepted, unless its body is an OTLP ``ExportTraceServiceResponse`` whose ``partial_success``
+says spans were rejected (protobuf, or JSON when the response says so; Langfuse answers JSON); 429 is
+rate-limited (with the server's Retry-After); 408, 5xx and network errors are retried a few times
+inline, within the deadline, then reported retryable; any other 4xx is rejected. Credentials come
+from the environment locally or from a Secrets Manager JSON secret
 (``host``, ``public_key``, ``secret_key``) in AWS, through Powertools Parameters' cache.
 Only the secret's name is ever logged or put in an error, never its value.
 """
@@ -14,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import orjson
 
 from logpipe.delivery import HttpOutcome
 
@@ -44,6 +48,8 @@ class PostResult:
     retry_after: float | None
     reason: str
     attempts: int = 1
+    # Spans a 2xx response's partial_success reported rejected (the response never says which ones).
+    rejected_spans: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +137,77 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         return DEFAULT_RETRY_AFTER_SECONDS
 
 
+def _header(headers: Mapping[str, str], name: str) -> str:
+    # urllib3's headers ignore case; plain dicts (tests, other callers) may not.
+    value = headers.get(name)
+    if value is None:
+        value = next((item for key, item in headers.items() if key.lower() == name), "")
+    return value
+
+
+def _count(value: object) -> int:
+    # int64 fields are JSON strings in the protobuf JSON mapping ("3"), numbers in hand-written JSON.
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return 0
+
+
+def _json_partial_success(body: bytes) -> tuple[int, str]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return 0, ""
+    partial = document.get("partialSuccess", document.get("partial_success")) if isinstance(document, dict) else None
+    if not isinstance(partial, dict):
+        return 0, ""  # not an ExportTraceServiceResponse (Langfuse answers with its own JSON): a full success
+    rejected = _count(partial.get("rejectedSpans", partial.get("rejected_spans")))
+    return rejected, str(partial.get("errorMessage", partial.get("error_message")) or "")[:300]
+
+
+def _protobuf_partial_success(body: bytes) -> tuple[int, str]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(body)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError (no type stubs here): the 2xx status stands
+        return 0, ""
+    if not response.HasField("partial_success"):
+        return 0, ""
+    partial = response.partial_success
+    return max(int(partial.rejected_spans), 0), str(partial.error_message)[:300]
+
+
+def partial_success(headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+    """``(rejected spans, error message)`` of a 2xx OTLP response body; ``(0, "")`` when absent or unreadable."""
+    if not body:
+        return 0, ""
+    # The body is decoded by what the response says it is: the spec wants the request's content type
+    # back, but Langfuse answers protobuf requests with JSON.
+    content_type = _header(headers, "content-type").lower()
+    if "json" in content_type:
+        return _json_partial_success(body)
+    if "protobuf" in content_type:
+        return _protobuf_partial_success(body)
+    return 0, ""
+
+
 def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> PostResult:
     """Turn one HTTP response into a ``PostResult``."""
     if 200 <= status < 300:  # HTTP success range
+        rejected, message = partial_success(headers, body)
+        if rejected:
+            # The OTLP spec forbids retrying a partial success, and it never says which spans were
+            # rejected: the caller must treat the whole request as rejected (dead-lettered, reason kept).
+            reason = f"partial success: {rejected} spans rejected: {message or 'no error message'}"
+            return PostResult(PostOutcome.REJECTED, status, None, reason, rejected_spans=rejected)
+        if message:
+            # partial_success with nothing rejected carries a warning; the request was fully accepted.
+            return PostResult(PostOutcome.ACCEPTED, status, None, f"accepted with warning: {message}")
         return PostResult(PostOutcome.ACCEPTED, status, None, "accepted")
     detail = body[:300].decode("utf-8", "replace").strip()
     if status == 429:  # Too Many Requests
@@ -187,7 +261,9 @@ class OtlpTransport:
                 return PostResult(PostOutcome.RETRYABLE, None, None, "deadline reached", attempt - 1)
             result = self._post_once(credentials, body, min(self.timeout, remaining))
             if result.outcome not in {PostOutcome.RETRYABLE, PostOutcome.NETWORK_ERROR} or attempt > self.retries:
-                return PostResult(result.outcome, result.status, result.retry_after, result.reason, attempt)
+                return PostResult(
+                    result.outcome, result.status, result.retry_after, result.reason, attempt, result.rejected_spans
+                )
             pause = self.backoff * 2 ** (attempt - 1)
             if time.monotonic() + pause >= deadline:
                 return PostResult(result.outcome, result.status, result.retry_after, result.reason, attempt)
