@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from logpipe.s3replay import DEFAULT_ROOT, ReplayTargetError, list_export_keys, parse_target, replay_objects, s3_client
+from logpipe.s3replay import (
+    DEFAULT_ROOT,
+    CloudWatchStreamNames,
+    ReplayTargetError,
+    list_export_keys,
+    logs_client,
+    parse_target,
+    replay_objects,
+    s3_client,
+)
 from logpipe.settings import Settings, SettingsError
 from logpipe_cli.progress import Progress
 
@@ -18,7 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from logpipe.pipeline import IngestPipeline
-    from logpipe.s3replay import ExportKey
+    from logpipe.s3replay import ExportKey, StreamNameResolver
 
 
 def _account_id() -> str:
@@ -48,8 +57,13 @@ def main_replay(  # noqa: PLR0913 - the command's options and injectable depende
     s3: S3Client | None = None,
     build_pipeline: Callable[[Settings], IngestPipeline] = _build_pipeline,
     owner: str | None = None,
+    stream_names: StreamNameResolver | None = None,
 ) -> int:
-    """Replay the exported objects named by ``url``; progress on ``err``, the JSON summary on ``out``."""
+    """Replay the exported objects named by ``url``; progress on ``err``, the JSON summary on ``out``.
+
+    Stream folders written with ``-`` for ``/`` get their real names back from CloudWatch Logs
+    (``CloudWatchStreamNames``) unless ``stream_names`` is given.
+    """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
@@ -76,6 +90,7 @@ def main_replay(  # noqa: PLR0913 - the command's options and injectable depende
             events += count
             progress.advance(1, f"{events:,} events")
 
+        resolver = stream_names if stream_names is not None else CloudWatchStreamNames(logs_client())
         summary = replay_objects(
             client,
             target.bucket,
@@ -84,8 +99,11 @@ def main_replay(  # noqa: PLR0913 - the command's options and injectable depende
             owner=_account_id() if owner is None else owner,
             log_group=log_group,
             on_object=advance,
+            stream_names=resolver,
         )
         progress.finish(f"{events:,} events")
+        for problem in resolver.errors if isinstance(resolver, CloudWatchStreamNames) else ():
+            err.write(f"logpipe replay: warning: {problem}; their exported names are kept\n")
     report: dict[str, Any] = {"source": url, "metrics": metrics, **summary.to_dict()}
     out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 from datetime import date
 from typing import Any, cast
@@ -14,6 +15,7 @@ from logpipe.pipeline import IngestSummary
 from logpipe.s3replay import (
     ID_DIGITS,
     MAX_BATCH_EVENTS,
+    CloudWatchStreamNames,
     ReplayTargetError,
     data_messages,
     event_id,
@@ -74,6 +76,94 @@ def test_export_key_is_split_into_group_day_task_stream_part() -> None:
     )
     assert parse_export_key("exports/aws-logs-write-test") is None
     assert parse_export_key("elsewhere/aws/x/2026/11/20/t/s/000000.gz") is None
+
+
+@pytest.mark.parametrize(
+    ("stream_folder", "stream"),
+    [
+        # AWS documents <prefix>/<task id>/<log stream>/000000.gz; a name keeping its slashes parses whole.
+        ("ecs/pacs-backend/3f9c2a71d4e84b6f", "ecs/pacs-backend/3f9c2a71d4e84b6f"),
+        # A Lambda stream starts with a date: it stays in the stream, the export day stays the day.
+        ("2026/11/21/[$LATEST]0a1b2c3d4e5f", "2026/11/21/[$LATEST]0a1b2c3d4e5f"),
+        ("/leading/slash", "/leading/slash"),
+        # moto (and exports seen in the wild) write '/' as '-': the folder is taken as is.
+        ("ecs-pacs-backend-3f9c2a71d4e84b6f", "ecs-pacs-backend-3f9c2a71d4e84b6f"),
+        ("web-1", "web-1"),
+    ],
+)
+def test_export_key_stream_with_slashes_kept_or_written_as_dashes(stream_folder: str, stream: str) -> None:
+    key = f"exports/aws/lambda/pacs-thumbnailer/2026/11/20/2d6c7e1f-task/{stream_folder}/000001.gz"
+    parsed = parse_export_key(key)
+    assert parsed is not None
+    assert (parsed.log_group, parsed.day, parsed.task_id, parsed.stream, parsed.part) == (
+        "/aws/lambda/pacs-thumbnailer",
+        "2026/11/20",
+        "2d6c7e1f-task",
+        stream,
+        "000001.gz",
+    )
+
+
+class FakeLogs:
+    """DescribeLogStreams pagination over a dict of group -> stream names, counting the listings."""
+
+    def __init__(self, streams: dict[str, list[str]], *, fail: bool = False) -> None:
+        self.streams = streams
+        self.fail = fail
+        self.listings: list[tuple[str, str | None]] = []
+
+    def get_paginator(self, name: str) -> FakeLogs:
+        assert name == "describe_log_streams"
+        return self
+
+    def paginate(self, *, logGroupName: str, logStreamNamePrefix: str | None = None) -> Any:  # noqa: N803 - boto3's
+        self.listings.append((logGroupName, logStreamNamePrefix))
+        if self.fail:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeLogStreams")
+        names = [n for n in self.streams.get(logGroupName, []) if n.startswith(logStreamNamePrefix or "")]
+        # Two pages, as the paginator yields them.
+        return [
+            {"logStreams": [{"logStreamName": n} for n in names[:1]]},
+            {"logStreams": [{"logStreamName": n} for n in names[1:]]},
+        ]
+
+
+def test_dash_folders_get_their_stream_name_back_when_exactly_one_stream_matches() -> None:
+    logs = FakeLogs(
+        {
+            GROUP: ["ecs/pacs-backend/3f9c", "ecs/pacs-backend/8a1d", "web-2", "a/b", "a-b", "c/d", "c-d/x"],
+            "/aws/lambda/fn": ["2026/11/21/[$LATEST]0a1b", "-odd/name"],
+        }
+    )
+    names = CloudWatchStreamNames(cast("Any", logs))
+    assert names(GROUP, "ecs-pacs-backend-3f9c") == "ecs/pacs-backend/3f9c"
+    assert names(GROUP, "ecs-pacs-backend-8a1d") == "ecs/pacs-backend/8a1d"
+    assert logs.listings == [(GROUP, "ecs")]  # one listing per group and prefix, however many streams
+    assert names(GROUP, "web-2") == "web-2"  # a stream of that very name exists
+    assert names(GROUP, "a-b") == "a-b"  # "a/b" and "a-b" both exist: not guessed
+    assert names(GROUP, "c-d") == "c/d"  # "c-d/x" flattens to "c-d-x", not "c-d"
+    assert names(GROUP, "gone-stream") == "gone-stream"  # deleted by retention: the folder name stays
+    assert names("/aws/lambda/fn", "2026-11-21-[$LATEST]0a1b") == "2026/11/21/[$LATEST]0a1b"
+    assert names("/aws/lambda/fn", "-odd-name") == "-odd/name"
+    assert ("/aws/lambda/fn", None) in logs.listings  # the API refuses an empty prefix: list them all
+    calls = len(logs.listings)
+    assert names(GROUP, "ecs/pacs-backend/3f9c") == "ecs/pacs-backend/3f9c"  # slashes kept by the export
+    assert names(GROUP, "plain") == "plain"  # no '-' that could stand for a '/'
+    assert len(logs.listings) == calls
+    assert names.errors == []
+
+
+def test_a_failed_stream_listing_keeps_the_folder_names_and_is_reported_once() -> None:
+    logs = FakeLogs({}, fail=True)
+    names = CloudWatchStreamNames(cast("Any", logs))
+    assert names(GROUP, "ecs-app-1") == "ecs-app-1"
+    assert names(GROUP, "ecs-app-2") == "ecs-app-2"
+    assert len(logs.listings) == 1
+    assert len(names.errors) == 1
+    assert GROUP in names.errors[0]
+    assert "AccessDenied" in names.errors[0]
 
 
 def test_lines_become_events_and_continuations_join_the_previous_message() -> None:
@@ -181,3 +271,55 @@ def test_replay_numbers_lines_across_parts_and_counts_everything() -> None:
     assert (report["objects"], report["events"], report["batches"]) == (2, 6, 4)
     assert report["records"] == {"info": 6}
     assert report["deliveries"] == {"fake-error": {"delivered": 4}}
+    assert report["streams_renamed"] == 0
+
+
+def test_replay_uses_the_real_stream_name_and_keeps_ids_derived_from_the_folder() -> None:
+    key = "exports/aws/ecs/pacs-backend/application/2026/11/20/task/ecs-app-abc123/000000.gz"
+    s3 = FakeS3({key: gzip.compress(b"2026-11-20T01:02:03.000Z one\n2026-11-20T01:02:04.000Z two\n")})
+    keys = list_export_keys(cast("Any", s3), parse_target("s3://b/exports/aws/ecs/pacs-backend/application/"))
+    seen: list[dict[str, Any]] = []
+
+    def run(event: dict[str, Any]) -> IngestSummary:
+        seen.append(json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"]))))
+        return IngestSummary()
+
+    names = CloudWatchStreamNames(cast("Any", FakeLogs({GROUP: ["ecs/app/abc123"]})))
+    summary = replay_objects(cast("Any", s3), "b", keys, run, stream_names=names)
+    assert [doc["logStream"] for doc in seen] == ["ecs/app/abc123"]
+    assert [e["id"] for e in seen[0]["logEvents"]] == [
+        event_id(GROUP, "ecs-app-abc123", 1_795_136_523_000, 1),
+        event_id(GROUP, "ecs-app-abc123", 1_795_136_524_000, 2),
+    ]
+    assert summary.to_dict()["streams_renamed"] == 1
+
+
+def test_cli_replay_warns_when_stream_names_cannot_be_looked_up() -> None:
+    from logpipe_cli.replay_s3 import main_replay
+
+    key = "exports/aws/ecs/pacs-backend/application/2026/11/20/task/ecs-app-abc123/000000.gz"
+    s3 = FakeS3({key: gzip.compress(b"2026-11-20T01:02:03.000Z one\n")})
+    streams: list[str] = []
+
+    class Pipeline:
+        health: object = None
+        emf_writer: object = None
+
+        def run(self, event: dict[str, Any]) -> IngestSummary:
+            streams.append(json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))["logStream"])
+            return IngestSummary()
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main_replay(
+        "s3://b/exports/aws/ecs/pacs-backend/application/",
+        out=out,
+        err=err,
+        s3=cast("Any", s3),
+        build_pipeline=lambda _settings: cast("Any", Pipeline()),
+        owner="123456789012",
+        stream_names=CloudWatchStreamNames(cast("Any", FakeLogs({}, fail=True))),
+    )
+    assert code == 0
+    assert streams == ["ecs-app-abc123"]
+    assert "stream names not looked up" in err.getvalue()
+    assert json.loads(out.getvalue())["streams_renamed"] == 0

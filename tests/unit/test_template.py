@@ -1319,11 +1319,14 @@ def test_dashboard_shows_every_pacs_metric_and_the_pipeline_health(deployed: dic
         for widget in body["widgets"]
         if widget["type"] == "metric"
         for metric in widget["properties"]["metrics"]
+        if isinstance(metric[0], str)  # [namespace, name, ...]; Metrics Insights entries: the exporter test
     }
     for rule in load_metric_rules().rules:
         assert (rule.namespace, rule.name) in series, rule.name
+    # The exporter's series (test_dashboard_charts_every_exporter_series) are the other LogPipe metrics.
+    exporter_metrics = {metric for _, metric, _ in _exporter_emf_series("prod")}
     for namespace, metric in series:
-        if namespace == "LogPipe":
+        if namespace == "LogPipe" and metric not in exporter_metrics:
             assert metric in HEALTH_METRICS.values(), metric
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert {"PacsBackendErrorRateAlarm", "ParkingDeadLetterDepthAlarm"} <= referenced_ids(alarm_widget)
@@ -1366,9 +1369,13 @@ def test_grafana_dashboard_charts_every_pacs_metric_from_cloudwatch() -> None:
     assert targets
     rules = {rule.name: rule for rule in load_metric_rules().rules}
     charted: set[str] = set()
+    # The exporter's series are checked by test_grafana_dashboard_charts_every_exporter_series.
+    exporter = {(namespace, metric) for namespace, metric, _ in _exporter_emf_series("prod")}
     for panel, target in targets:
         assert target["datasource"]["type"] == "cloudwatch", panel["title"]
         namespace, metric, dimensions = target["namespace"], target["metricName"], target["dimensions"]
+        if (namespace, metric) in exporter:
+            continue
         if namespace == "LogPipe":
             assert metric in HEALTH_METRICS.values(), metric
             assert set(dimensions) == {"Environment", "service"}, panel["title"]
@@ -1683,6 +1690,108 @@ def test_every_exporter_alarm_watches_a_series_the_exporter_publishes(
     assert suffixes == EXPORTER_ALARM_SUFFIXES
 
 
+# A dashboard's Metrics Insights query: the alarms' form plus one line per group (GROUP BY).
+DASHBOARD_INSIGHTS = re.compile(METRICS_INSIGHTS.pattern.removesuffix("$") + r" GROUP BY (?P<group>[\w, ]+)$")
+INSIGHTS_TO_STATISTIC = {"MAX": "Maximum", "MIN": "Minimum", "SUM": "Sum", "AVG": "Average"}
+
+
+def _exporter_alarm_statistics(deployed: dict[str, Any]) -> dict[str, str]:
+    """Metric -> the statistic its alarm evaluates (``Maximum``, ``Minimum``, ``Sum``), for the exporter's alarms."""
+    exporter_metrics = {metric for _, metric, _ in _exporter_emf_series("prod")}
+    statistics: dict[str, str] = {}
+    for alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if "Metrics" in props:
+            match = METRICS_INSIGHTS.match(props["Metrics"][0]["Expression"]["Fn::Sub"])
+            if match and match["metric"] in exporter_metrics:
+                statistics[match["metric"]] = INSIGHTS_TO_STATISTIC[match["stat"]]
+        elif props.get("MetricName") in exporter_metrics:
+            statistics[props["MetricName"]] = props["Statistic"]
+    return statistics
+
+
+def _dimension_pairs(entry: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dashboard metrics-array entry ``[ns, name, dim, value, ..., {options}]`` -> (dimensions, options)."""
+    rest = entry[2:]
+    options = rest.pop() if rest and isinstance(rest[-1], dict) else {}
+    return dict(zip(rest[::2], rest[1::2], strict=True)), options
+
+
+def test_dashboard_charts_every_exporter_series(deployed: dict[str, Any], parameter_values: dict[str, Any]) -> None:
+    published = set(_exporter_emf_series(parameter_values["Environment"]))
+    namespaces = {namespace for namespace, _, _ in published}
+    alarm_statistics = _exporter_alarm_statistics(deployed)
+    assert alarm_statistics  # the lag, headroom, failures and failed-task alarms
+    body = deployed["Resources"]["PipelineDashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]
+    widgets = body["widgets"]
+    charted: dict[str, str] = {}
+    for widget in widgets:
+        if widget["type"] != "metric":
+            continue
+        for entry in widget["properties"]["metrics"]:
+            if isinstance(entry[0], dict):
+                match = DASHBOARD_INSIGHTS.match(entry[0]["expression"]["Fn::Sub"])
+                assert match, f"{widget['properties']['title']}: unexpected expression {entry[0]['expression']}"
+                dimensions = frozenset(part.strip() for part in match["dims"].split(","))
+                series = (match["namespace"], match["metric"], dimensions)
+                assert series in published, f"the exporter publishes no series {series}"
+                # One line per log group: grouped by every dimension but the environment it filters on.
+                assert {part.strip() for part in match["group"].split(",")} == dimensions - {"Environment"}
+                statistic = INSIGHTS_TO_STATISTIC[match["stat"]]
+            elif entry[0] in namespaces:
+                dimensions_values, options = _dimension_pairs(entry)
+                series = (entry[0], entry[1], frozenset(dimensions_values))
+                if series[1] not in {metric for _, metric, _ in published}:
+                    continue  # a health metric in the same namespace
+                assert series in published, f"the exporter publishes no series {series}"
+                assert dimensions_values["Environment"] == {"Ref": "Environment"}
+                statistic = options["stat"]
+            else:
+                continue
+            charted[series[1]] = statistic
+            # A chart shows what its alarm evaluates: the worst lag (MAX), the least headroom (MIN), ...
+            assert statistic == alarm_statistics.get(series[1], "Sum"), series[1]
+    assert set(charted) == {metric for _, metric, _ in published}
+    assert any(
+        entry[:4] == ["AWS/Lambda", "Errors", "FunctionName", {"Ref": "ExporterFunction"}]
+        for widget in widgets
+        if widget["type"] == "metric"
+        for entry in widget["properties"]["metrics"]
+    )
+    # The new widgets must not cover the others.
+    cells = Counter(
+        (x, y)
+        for widget in widgets
+        for x in range(widget["x"], widget["x"] + widget["width"])
+        for y in range(widget["y"], widget["y"] + widget["height"])
+    )
+    assert max(cells.values()) == 1
+
+
+def test_grafana_dashboard_charts_every_exporter_series(deployed: dict[str, Any]) -> None:
+    published = {(namespace, metric): dimensions for namespace, metric, dimensions in _exporter_emf_series("prod")}
+    alarm_statistics = _exporter_alarm_statistics(deployed)
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    charted: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            dimensions = published.get((target["namespace"], target["metricName"]))
+            if dimensions is None:
+                continue
+            assert target["datasource"]["type"] == "cloudwatch", panel["title"]
+            assert set(target["dimensions"]) == dimensions, panel["title"]
+            assert target["dimensions"]["Environment"] == "$environment", panel["title"]
+            if "LogGroup" in dimensions:
+                # Every export-enabled group, one line each: a wildcard needs matchExact off.
+                assert target["dimensions"]["LogGroup"] == "*", panel["title"]
+                assert target["matchExact"] is False, panel["title"]
+            else:
+                assert target["matchExact"] is True, panel["title"]
+            assert target["statistic"] == alarm_statistics.get(target["metricName"], "Sum"), panel["title"]
+            charted.add(target["metricName"])
+    assert charted == {metric for _, metric in published}
+
+
 # ---------------------------------------------------------------------------
 # Langfuse delivery ledger
 # ---------------------------------------------------------------------------
@@ -1696,3 +1805,109 @@ def test_langfuse_ledger_table_matches_the_ledger_code(deployed: dict[str, Any])
     ledger_code = (REPO_ROOT / "layers/core/logpipe/langfuse/ledger.py").read_text(encoding="utf-8")
     assert '"pk": {"S":' in ledger_code
     assert '"expires_at": {"N":' in ledger_code
+
+
+# ---------------------------------------------------------------------------
+# Langfuse: delivery-failure alarm, per-service prompt scrubbing
+# ---------------------------------------------------------------------------
+class _RefusingPoster:
+    """Langfuse refusing every request (HTTP 400): every LLM record ends dead-lettered."""
+
+    def post(self, body: bytes, deadline: float) -> Any:
+        from logpipe.langfuse.transport import PostOutcome, PostResult
+
+        return PostResult(PostOutcome.REJECTED, 400, None, "HTTP 400: refused")
+
+
+def test_langfuse_delivery_failure_alarm_watches_the_series_the_pipeline_publishes(
+    deployed: dict[str, Any],
+    deployed_ingest: dict[str, Any],
+    parameter_values: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from logpipe.langfuse.ledger import MemoryLedger
+    from logpipe.langfuse.sink import SINK_NAME, LangfuseSink
+    from logpipe.parking import MemoryParkingLot
+    from logpipe.pipeline import IngestPipeline
+    from logpipe.scrub import Scrubber
+    from logpipe.settings import Settings
+    from logpipe.sinks import DeliveryOutcome
+    from payloads import data_message, subscription_event
+
+    # The counter the pipeline keeps per sink and outcome, and the metric name it is published under.
+    metric = HEALTH_METRICS[f"delivery.{SINK_NAME}.{DeliveryOutcome.DEAD_LETTERED.value}"]
+    (alarm,) = [
+        alarm
+        for alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == metric
+    ]
+    props = alarm["Properties"]
+    env = deployed_ingest["Properties"]["Environment"]["Variables"]
+    assert props["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert props["Dimensions"] == [
+        {"Name": "Environment", "Value": {"Ref": "Environment"}},
+        {"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]},
+    ]
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlertTopic"}]
+    assert "Condition" not in alarm
+
+    # The real pipeline, Langfuse refusing everything: the alarm's series must carry the dead letters.
+    environment = parameter_values["Environment"]
+    lines = [
+        json.dumps({"event": "llm_call", "model": "gpt-4o-mini", "prompt": f"p{i}", "prompt_tokens": 3})
+        for i in range(3)
+    ]
+    pipeline = IngestPipeline(
+        Settings(environment=environment),
+        rules=load_metric_rules(),
+        parking=MemoryParkingLot(),
+        scrubber=Scrubber.default(),
+        sinks=[LangfuseSink(_RefusingPoster(), MemoryLedger())],
+        health=HealthMetrics(
+            environment=environment,
+            namespace=env["POWERTOOLS_METRICS_NAMESPACE"],
+            service=env["POWERTOOLS_SERVICE_NAME"],
+        ),
+        emf_writer=lambda line: None,
+    )
+    capsys.readouterr()
+    pipeline.run(subscription_event(data_message("/aws/ecs/pacs-backend/llm", lines)))
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CloudWatchMetrics"' in line]
+    dimensions = _alarm_dimensions(alarm, parameter_values)
+    published = [
+        document[metric]
+        for document in documents
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        if directive["Namespace"] == props["Namespace"]
+        and metric in {m["Name"] for m in directive["Metrics"]}
+        and any(set(metric_set) == set(dimensions) for metric_set in directive["Dimensions"])
+        and all(document.get(key) == value for key, value in dimensions.items())
+    ]
+    # Powertools writes a value list per metric; one document, all three dead letters in it.
+    assert [sum(value) if isinstance(value, list) else value for value in published] == [3]
+
+
+def test_prompt_scrubbing_parameter_scrubs_every_service_by_default_and_reaches_both_functions(
+    template: dict[str, Any], deployed: dict[str, Any]
+) -> None:
+    from logpipe.settings import Settings, SettingsError
+
+    parameter = template["Parameters"]["LangfuseUnscrubbedPromptServices"]
+    assert parameter["Default"] == ""
+    assert "WITHOUT PII scrubbing" in parameter["Description"]
+    assert "unscrubbed on the SQS retry queue" in parameter["Description"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    variable = "LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES"
+    # The deploy-time pattern and the run-time validation agree on what a service list is.
+    for accepted in ("", "pacs-backend", "pacs-backend,api", "thumbnailer/errors-v2"):
+        assert pattern.fullmatch(accepted), accepted
+        Settings.from_env({variable: accepted})
+    for refused in ("*", "pacs-backend,,api", "pacs-backend;api", "api,"):
+        assert not pattern.fullmatch(refused), refused
+        with pytest.raises(SettingsError):
+            Settings.from_env({variable: refused})
+    assert Settings.from_env({variable: parameter["Default"]}).langfuse_unscrubbed_prompt_services == frozenset()
+    for function in ("IngestFunction", "ReplayFunction"):
+        env = deployed["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert env[variable] == {"Ref": "LangfuseUnscrubbedPromptServices"}, function

@@ -4,8 +4,14 @@ Exports land under ``<root>/<log group path>/<yyyy>/<mm>/<dd>/<task id>/<stream>
 ``logpipe.export``); each object is gzip text with one event per line, ``<ISO-8601 timestamp> <message>``.
 A line that does not start with a timestamp continues the previous event's message (a multi-line
 message). The CloudWatch event id is not exported, so each event gets a deterministic 56-digit id
-derived from (log group, stream, timestamp, line number): replaying the same objects twice yields the
-same ids, and the Sentry/Langfuse ids derived from them stay stable.
+derived from (log group, stream folder, timestamp, line number): replaying the same objects twice
+yields the same ids, and the Sentry/Langfuse ids derived from them stay stable.
+
+Stream names may hold ``/`` (ECS ``ecs/<container>/<task id>``, Lambda ``yyyy/mm/dd/[$LATEST]<id>``).
+AWS documents the key as ``<prefix>/<task id>/<log stream>/…`` but not what becomes of a ``/`` in it;
+moto writes it as ``-``, and so do the keys of exports seen in the wild. So the key parser takes a
+stream folder of one or more segments, and ``CloudWatchStreamNames`` maps a ``-`` folder back to the
+real stream name (one DescribeLogStreams listing per group and name prefix) while the stream exists.
 
 Events are grouped per stream into DATA_MESSAGE documents of at most ``MAX_BATCH_EVENTS`` events and
 handed to the pipeline as ordinary subscription events, so routes, scrubbing and ids match the live path.
@@ -21,11 +27,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
 
     from logpipe.pipeline import IngestSummary
@@ -118,7 +125,13 @@ class ExportKey:
 
 
 def parse_export_key(key: str, root: str = DEFAULT_ROOT) -> ExportKey | None:
-    """Split an export object key, or None for anything else (e.g. ``aws-logs-write-test``)."""
+    """Split an export object key, or None for anything else (e.g. ``aws-logs-write-test``).
+
+    The stream is everything between the task id and the part file, so a stream name exported with
+    its slashes kept (``…/<task>/ecs/app/abc/000000.gz``) and one written with ``-`` for ``/``
+    (``…/<task>/ecs-app-abc/000000.gz``, moto) both parse; the group path is matched up to the first
+    ``yyyy/mm/dd`` so a Lambda stream that starts with a date stays in the stream.
+    """
     root = root.strip("/")
     rest = key
     if root:
@@ -247,6 +260,71 @@ def read_export_object(s3: S3Client, bucket: str, key: str) -> str:
     return body.decode("utf-8", errors="replace")
 
 
+class StreamNameResolver(Protocol):
+    """Maps (log group, stream folder of an export key) to the log stream's real name."""
+
+    def __call__(self, log_group: str, exported: str) -> str:
+        """The real name, or ``exported`` itself when it cannot be told."""
+        ...
+
+
+@dataclass(slots=True)
+class CloudWatchStreamNames:
+    """Maps a stream folder written with ``-`` for ``/`` back to the real stream name via DescribeLogStreams.
+
+    Only a folder with a ``-`` and no ``/`` is looked up. The text before its first ``-`` is a prefix
+    of the real name whichever ``-`` stood for a ``/``, so one paginated DescribeLogStreams per (group,
+    prefix) lists every candidate; a folder that two streams would both produce (``a/b`` and ``a-b``),
+    or that no stream produces (deleted by retention, another account), keeps its exported name.
+    A listing that fails (permissions, deleted group) is noted in ``errors`` and not retried for that
+    group and prefix.
+    """
+
+    logs: CloudWatchLogsClient
+    errors: list[str] = field(default_factory=list)
+    _names: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def __call__(self, log_group: str, exported: str) -> str:
+        """The real name of ``exported`` in ``log_group`` when exactly one stream has it flattened."""
+        if "/" in exported or "-" not in exported:
+            return exported  # slashes kept, or no '-' that could stand for one
+        prefix = exported.split("-", 1)[0]
+        names = self._names.get((log_group, prefix))
+        if names is None:
+            names = self._names[(log_group, prefix)] = self._flattened(log_group, prefix)
+        return names.get(exported, exported)
+
+    def _flattened(self, log_group: str, prefix: str) -> dict[str, str]:
+        """``{name with '/' written as '-': name}`` for the group's streams starting with ``prefix``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        names: set[str] = set()
+        paginator = self.logs.get_paginator("describe_log_streams")
+        try:
+            pages = (
+                paginator.paginate(logGroupName=log_group, logStreamNamePrefix=prefix)
+                if prefix  # the API refuses an empty prefix
+                else paginator.paginate(logGroupName=log_group)
+            )
+            for page in pages:
+                names.update(
+                    stream["logStreamName"] for stream in page.get("logStreams", []) if "logStreamName" in stream
+                )
+        except (BotoCoreError, ClientError) as error:
+            self.errors.append(f"{log_group}: stream names not looked up ({error})")
+            return {}
+        flattened: dict[str, str] = {}
+        ambiguous: set[str] = set(names)  # a stream whose real name is the folder name wins over guessing
+        for name in names:
+            if "/" not in name:
+                continue
+            folder = name.replace("/", "-")
+            if folder in flattened:
+                ambiguous.add(folder)
+            flattened[folder] = name
+        return {folder: name for folder, name in flattened.items() if folder not in ambiguous}
+
+
 @dataclass(slots=True)
 class ReplaySummary:
     """What a replay did, summed over every pipeline run."""
@@ -255,6 +333,7 @@ class ReplaySummary:
     events: int = 0
     batches: int = 0
     unparsed_lines: int = 0
+    streams_renamed: int = 0  # objects whose ``-`` stream folder was mapped back to a name with ``/``
     counters: Counter[str] = field(default_factory=Counter)
 
     def add(self, summary: IngestSummary) -> None:
@@ -273,6 +352,7 @@ class ReplaySummary:
             "events": self.events,
             "batches": self.batches,
             "unparsed_lines": self.unparsed_lines,
+            "streams_renamed": self.streams_renamed,
             "records": {
                 key.removeprefix("records."): value
                 for key, value in sorted(self.counters.items())
@@ -295,21 +375,27 @@ def replay_objects(  # noqa: PLR0913 - the replay's inputs, keyword-only
     log_group: str | None = None,
     batch_size: int = MAX_BATCH_EVENTS,
     on_object: Callable[[ExportKey, int], None] | None = None,
+    stream_names: StreamNameResolver | None = None,
 ) -> ReplaySummary:
     """Read, parse and batch each object, and hand every batch to ``run`` (e.g. ``IngestPipeline.run``).
 
     Line numbers continue across the parts of one stream's export (same task and stream), so two
     parts never yield the same id. ``on_object`` gets each object and its event count when done.
+    ``stream_names`` gives the records their real stream name (``CloudWatchStreamNames``); ids stay
+    derived from the key's stream folder, so they do not change when a stream later disappears.
     """
     summary = ReplaySummary()
     next_line: Counter[tuple[str, str, str]] = Counter()
     for export_key in keys:
         group = log_group or export_key.log_group
+        stream = export_key.stream if stream_names is None else stream_names(group, export_key.stream)
+        if stream != export_key.stream:
+            summary.streams_renamed += 1
         stream_key = (group, export_key.task_id, export_key.stream)
         text = read_export_object(s3, bucket, export_key.key)
         parsed = parse_export_text(text, group, export_key.stream, first_line=next_line[stream_key] + 1)
         next_line[stream_key] += parsed.lines
-        for document in data_messages(group, export_key.stream, parsed.events, owner=owner, batch_size=batch_size):
+        for document in data_messages(group, stream, parsed.events, owner=owner, batch_size=batch_size):
             summary.add(run(subscription_event(document)))
             summary.batches += 1
         summary.objects += 1
@@ -325,3 +411,10 @@ def s3_client() -> S3Client:
     import boto3
 
     return boto3.client("s3")
+
+
+def logs_client() -> CloudWatchLogsClient:
+    """A boto3 CloudWatch Logs client (honours ``AWS_ENDPOINT_URL``), for ``CloudWatchStreamNames``."""
+    import boto3
+
+    return boto3.client("logs")

@@ -166,6 +166,12 @@ class SentryClient:
             include_local_variables=False,
             max_value_length=16_384,
         )
+        # The SDK fills a missing release and server name from the sending process (git HEAD of the
+        # working directory, the host name): that describes the Lambda or an operator replaying
+        # exports, not the service that wrote the log, and would make a replayed event differ from
+        # the live one. Events carry both only when the log has them (``event.release_of``/``server_name_of``).
+        self.client.options["release"] = None
+        self.client.options["server_name"] = None
 
     def send(self, event: dict[str, Any]) -> SendResult:
         """Send one prepared event and return its confirmed outcome."""
