@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from logpipe.export import DAY_MS, HOUR_MS, Checkpoint, Exporter, SsmCheckpointStore, parameter_name
+from moto_accounts import fresh_account
 
 pytestmark = pytest.mark.integration
 
@@ -116,16 +117,8 @@ class Env:
 @pytest.fixture
 def env(moto_endpoint: str) -> Env:
     """A fresh moto account (via STS AssumeRole), so tests sharing the session's server never see each other's groups."""
-    account = f"{uuid.uuid4().int % 10**12:012d}"
-    sts = boto3.client("sts", endpoint_url=moto_endpoint, region_name=REGION)
-    role = f"arn:aws:iam::{account}:role/logpipe-export-test"
-    credentials = sts.assume_role(RoleArn=role, RoleSessionName="export-test")["Credentials"]
-    session = boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-        region_name=REGION,
-    )
+    account = fresh_account(moto_endpoint, REGION, "export-test")
+    session = account.session
     now_s = time.time()
     bucket = f"logpipe-export-{uuid.uuid4().hex[:12]}"
     s3 = session.client("s3", endpoint_url=moto_endpoint)
@@ -133,7 +126,7 @@ def env(moto_endpoint: str) -> Env:
     return Env(
         endpoint=moto_endpoint,
         region=REGION,
-        credentials=(credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]),
+        credentials=(account.access_key_id, account.secret_access_key, account.session_token),
         bucket=bucket,
         prefix=f"/logpipe-test/{uuid.uuid4().hex[:8]}",
         logs=session.client("logs", endpoint_url=moto_endpoint),

@@ -43,6 +43,7 @@ from logpipe.sentry.event import sentry_event_id
 from logpipe_cli.bugsink import BugsinkProject, BugsinkServer
 from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
 from logpipe_cli.replay_s3 import main_replay
+from moto_accounts import fresh_account
 from payloads import subscription_event
 
 if TYPE_CHECKING:
@@ -289,26 +290,13 @@ class Account:
 
 def new_account(endpoint: str) -> Account:
     """A moto account of its own (STS AssumeRole), so the exporter selects only this module's groups."""
-    account_id = f"{uuid.uuid4().int % 10**12:012d}"
-    sts = boto3.client("sts", endpoint_url=endpoint, region_name=REGION)
-    role = f"arn:aws:iam::{account_id}:role/logpipe-replay-payloads"
-    issued = sts.assume_role(RoleArn=role, RoleSessionName="replay-payloads")["Credentials"]
-    session = boto3.Session(
-        aws_access_key_id=issued["AccessKeyId"],
-        aws_secret_access_key=issued["SecretAccessKey"],
-        aws_session_token=issued["SessionToken"],
-        region_name=REGION,
-    )
+    account = fresh_account(endpoint, REGION, "replay-payloads")
+    session = account.session
     bucket = f"logpipe-replay-{uuid.uuid4().hex[:12]}"
     session.client("s3", endpoint_url=endpoint).create_bucket(
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
-    credentials = {
-        "AWS_ACCESS_KEY_ID": issued["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": issued["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": issued["SessionToken"],
-    }
-    return Account(endpoint, account_id, credentials, session, bucket, time.time())
+    return Account(endpoint, account.account_id, account.environment(), session, bucket, time.time())
 
 
 def write_workload(account: Account) -> None:
