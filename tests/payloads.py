@@ -73,14 +73,28 @@ def restamp(event: dict[str, Any], *, minutes_ago: int = 5) -> dict[str, Any]:
 
 def parsed_records(log_group: str, messages: Sequence[str], *, start_ms: int, environment: str = "prod") -> list[Any]:
     """The ``LogRecord``s the pipeline would build from these lines of one stream."""
+    return records_of_document(data_message(log_group, messages, start_ms=start_ms), environment)
+
+
+def records_of_document(document: Mapping[str, Any], environment: str = "prod") -> list[Any]:
+    """The ``LogRecord``s the pipeline would build from a decoded DATA_MESSAGE whose events are all well-formed."""
     from logpipe.assemble import assemble_records, stream_context
     from logpipe.decode import LogBatch
 
-    document = data_message(log_group, messages, start_ms=start_ms)
     batch = LogBatch(
-        "DATA_MESSAGE", OWNER, log_group, document["logStream"], (), document["logEvents"], None, "p", "awslogs"
+        message_type=document["messageType"],
+        owner=document["owner"],
+        log_group=document["logGroup"],
+        log_stream=document["logStream"],
+        subscription_filters=tuple(document["subscriptionFilters"]),
+        events=document["logEvents"],
+        policy_level=document.get("policyLevel"),
+        payload_id="p",
+        source="awslogs",
     )
-    return assemble_records(batch, stream_context(batch, "ap-northeast-2", environment))[0]
+    records, bad = assemble_records(batch, stream_context(batch, "ap-northeast-2", environment))
+    assert bad == []
+    return records
 
 
 def sqs_lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 import orjson
@@ -17,16 +18,7 @@ if TYPE_CHECKING:
 def _exporter(bucket: str | None, emit_metrics: bool) -> Exporter:
     settings = ExportSettings.from_env()
     if bucket:
-        settings = ExportSettings(
-            environment=settings.environment,
-            region=settings.region,
-            bucket=bucket,
-            prefix=settings.prefix,
-            min_age_hours=settings.min_age_hours,
-            log_groups=settings.log_groups,
-            checkpoint_parameter_prefix=settings.checkpoint_parameter_prefix,
-            in_lambda=settings.in_lambda,
-        )
+        settings = replace(settings, bucket=bucket)
     # EMF lines would drown the CLI's own output; they matter only in Lambda, where stdout feeds CloudWatch.
     return build_exporter(settings, emit=_stderr_line if emit_metrics else _drop)
 

@@ -102,10 +102,10 @@ def test_invoke_malformed_samples_are_parked_not_raised(stack: LocalStack, sampl
     assert result["parked"] == 1
 
 
-def test_cli_invoke_contract_stdout_is_the_summary_stderr_is_the_log() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    completed = subprocess.run(
-        [sys.executable, "-m", "logpipe_cli.main", "invoke", "ingest", "--event", str(EVENTS / "cwl-keycloak.json")],
+def _invoke_cli(function: str, event: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``logpipe invoke <function> --event <event>`` in a fresh process; it must exit 0."""
+    return subprocess.run(
+        [sys.executable, "-m", "logpipe_cli.main", "invoke", function, "--event", str(event)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -113,6 +113,11 @@ def test_cli_invoke_contract_stdout_is_the_summary_stderr_is_the_log() -> None:
         timeout=120,
         check=True,
     )
+
+
+def test_cli_invoke_contract_stdout_is_the_summary_stderr_is_the_log() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    completed = _invoke_cli("ingest", EVENTS / "cwl-keycloak.json", env)
     summary = json.loads(completed.stdout)
     assert summary["events_in"] == EXPECTED["cwl-keycloak.json"]["events"]
     health = [
@@ -192,15 +197,7 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
 
 def test_cli_invoke_exporter_with_the_schedule_sample() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"AWS_ENDPOINT_URL", "LOGPIPE_EXPORT_BUCKET"}}
-    completed = subprocess.run(
-        [sys.executable, "-m", "logpipe_cli.main", "invoke", "exporter", "--event", str(EVENTS / "schedule.json")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=True,
-    )
+    completed = _invoke_cli("exporter", EVENTS / "schedule.json", env)
     summary = json.loads(completed.stdout)
     assert summary["action"] == "idle"  # nothing tagged for export on a fresh embedded stack
     assert '"ExportTasksFailed"' in completed.stderr  # its run metrics went to the function log

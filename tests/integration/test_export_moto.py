@@ -464,24 +464,20 @@ def test_cli_without_a_bucket_exits_2(
 def test_lambda_handler_runs_one_step_with_the_schedule_event(
     cli_env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("exporter_app", root / "functions" / "exporter" / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from logpipe_cli.invoke import load_handler
+    from logpipe_cli.template_env import function_spec
+
+    handler = load_handler(function_spec(Path(__file__).resolve().parents[2] / "template.yaml", "exporter"), cold=True)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "logpipe-exporter")
     cli_env.group(ERRORS, range(1, 3), tags={"ExportEnabled": "true"})
-    # What the ScheduleV2 target's Input will carry; the handler reads nothing from it. (events/schedule.json is
-    # pending: events/ samples must come from events/generate.py, whose README check counts every events/*.json.)
+    # What the ScheduleV2 target's Input will carry (events/schedule.json); the handler reads nothing from it.
     event = {"source": "logpipe.scheduler", "detail-type": "Export step", "detail": {"timezone": "Asia/Seoul"}}
 
-    result = module.lambda_handler(event, None)
+    result = handler(event, None)
     assert result["action"] == "started"
     assert result["started"]["log_group"] == ERRORS
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(doc.get("LogGroup") == ERRORS and "ExportLagHours" in doc for doc in emf)
-    assert module.lambda_handler(event, None)["completed"][0]["log_group"] == ERRORS
+    assert handler(event, None)["completed"][0]["log_group"] == ERRORS

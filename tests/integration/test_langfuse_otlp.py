@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]  # no stubs installed
 
-from logpipe.assemble import assemble_records, stream_context
-from logpipe.decode import LogBatch
 from logpipe.langfuse.ledger import DynamoDbLedger, MemoryLedger
 from logpipe.langfuse.mapping import create_observation_id, create_trace_id
 from logpipe.langfuse.sink import LangfuseSink
@@ -23,6 +21,7 @@ from logpipe.parking import MemoryParkingLot
 from logpipe.records import LogRecord
 from logpipe.sinks import SendContext
 from logpipe_cli.otlp_receiver import Answer, OtlpReceiver, otlp_receiver, span_attributes
+from payloads import records_of_document
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +32,7 @@ PUBLIC, SECRET = "pk-lf-test", "sk-lf-" + os.urandom(6).hex()
 
 
 def sample_records() -> list[LogRecord]:
-    document = json.loads(SAMPLE.read_text())
-    batch = LogBatch(
-        "DATA_MESSAGE",
-        document["owner"],
-        document["logGroup"],
-        document["logStream"],
-        (),
-        document["logEvents"],
-        None,
-        "p",
-        "awslogs",
-    )
-    return assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))[0]
+    return records_of_document(json.loads(SAMPLE.read_text()))
 
 
 def many_records(count: int) -> list[LogRecord]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 import pytest
@@ -41,8 +40,10 @@ from logpipe.langfuse.mapping import create_observation_id, create_trace_id
 from logpipe.s3replay import ID_DIGITS
 from logpipe.sentry.event import sentry_event_id
 from logpipe_cli.bugsink import BugsinkProject, BugsinkServer
+from logpipe_cli.invoke import load_handler
 from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
 from logpipe_cli.replay_s3 import main_replay
+from logpipe_cli.template_env import function_spec
 from moto_accounts import fresh_account
 from payloads import subscription_event
 
@@ -409,12 +410,7 @@ def use(mp: pytest.MonkeyPatch, account: Account, side: Side, *, host: str, cwd:
 def run_live(account: Account, side: Side, mp: pytest.MonkeyPatch, lambda_task_dir: Path) -> Counter[str]:
     """Each (group, stream, day) as one subscription payload through a freshly imported ingest handler."""
     use(mp, account, side, host="169.254.76.1", cwd=lambda_task_dir)
-    spec = importlib.util.spec_from_file_location("ingest_app_live", ROOT / "functions" / "ingest" / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    handler = cast("Callable[[dict[str, Any], Any], dict[str, Any]]", module.lambda_handler)
+    handler = load_handler(function_spec(ROOT / "template.yaml", "ingest"), cold=True)
     counts: Counter[str] = Counter()
     # Breadcrumbs and the spike limit work per batch and CloudWatch's own batching is arbitrary, so
     # the live side gets the batches an export forms: one per stream and day.

@@ -10,14 +10,12 @@ import json
 
 import pytest
 
-from logpipe.assemble import assemble_records, stream_context
-from logpipe.decode import LogBatch
 from logpipe.langfuse import spans as our
 from logpipe.langfuse.mapping import create_observation_id, create_trace_id, to_generation
 from logpipe.langfuse.spans import SpanBuilder, encode_request, generation_attributes
 from logpipe.records import LogRecord
 from logpipe_cli.workload import LlmCall
-from payloads import data_message
+from payloads import parsed_records
 
 pytestmark = pytest.mark.unit
 
@@ -41,19 +39,7 @@ CALL = LlmCall(
 
 
 def records(*messages: str) -> list[LogRecord]:
-    document = data_message("/aws/ecs/pacs-backend/llm", list(messages), start_ms=TS_MS)
-    batch = LogBatch(
-        "DATA_MESSAGE",
-        "1",
-        document["logGroup"],
-        document["logStream"],
-        (),
-        document["logEvents"],
-        None,
-        "p",
-        "awslogs",
-    )
-    return assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))[0]
+    return parsed_records("/aws/ecs/pacs-backend/llm", messages, start_ms=TS_MS)
 
 
 langfuse = pytest.importorskip("langfuse")

@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from logpipe.assemble import assemble_records, stream_context
-from logpipe.decode import LogBatch
 from logpipe.delivery import ResendOutcome
 from logpipe.langfuse.ledger import ClaimResult, MemoryLedger, chunk_key
 from logpipe.langfuse.mapping import Generation, to_generation
@@ -20,7 +18,7 @@ from logpipe.langfuse.transport import PostOutcome, PostResult, classify_respons
 from logpipe.parking import MemoryParkingLot, ParkReason
 from logpipe.records import LogRecord
 from logpipe.sinks import SendContext
-from payloads import data_message
+from payloads import parsed_records
 
 pytestmark = pytest.mark.unit
 
@@ -72,19 +70,7 @@ def llm_records(count: int, *, bad: int = 0) -> list[LogRecord]:
         for i in range(count)
     ]
     lines += [json.dumps({"event": "llm_call", "prompt_tokens": "x"}) for _ in range(bad)]
-    document = data_message("/aws/ecs/pacs-backend/llm", lines, start_ms=int(NOW * 1000))
-    batch = LogBatch(
-        "DATA_MESSAGE",
-        "1",
-        document["logGroup"],
-        document["logStream"],
-        (),
-        document["logEvents"],
-        None,
-        "p",
-        "awslogs",
-    )
-    return assemble_records(batch, stream_context(batch, "ap-northeast-2", "prod"))[0]
+    return parsed_records("/aws/ecs/pacs-backend/llm", lines, start_ms=int(NOW * 1000))
 
 
 def context(parking: MemoryParkingLot, deadline: float | None = None) -> SendContext:

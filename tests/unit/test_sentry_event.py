@@ -24,8 +24,6 @@ from typing import Any
 
 import pytest
 
-from logpipe.assemble import assemble_records, stream_context
-from logpipe.decode import LogBatch
 from logpipe.records import Level, LogFormat, LogRecord, StreamContext
 from logpipe.sentry.event import (
     EVENT_ID_NAMESPACE,
@@ -43,7 +41,7 @@ from logpipe.sentry.event import (
     sentry_event_id,
     server_name_of,
 )
-from payloads import OWNER, data_message
+from payloads import OWNER, data_message, records_of_document
 
 pytestmark = pytest.mark.unit
 
@@ -73,20 +71,7 @@ def assert_golden(name: str, event: Mapping[str, Any]) -> None:
 
 def records_of(document: Mapping[str, Any]) -> list[LogRecord]:
     """Parse a decoded DATA_MESSAGE the way the pipeline does."""
-    batch = LogBatch(
-        message_type=document["messageType"],
-        owner=document["owner"],
-        log_group=document["logGroup"],
-        log_stream=document["logStream"],
-        subscription_filters=tuple(document["subscriptionFilters"]),
-        events=document["logEvents"],
-        policy_level=document.get("policyLevel"),
-        payload_id="p",
-        source="awslogs",
-    )
-    records, bad = assemble_records(batch, stream_context(batch, REGION, "prod"))
-    assert bad == []
-    return records
+    return records_of_document(document)
 
 
 def sample(name: str) -> list[LogRecord]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+# How long a parked item waits when the destination did not say (no Retry-After).
+DEFAULT_RETRY_SECONDS = 60.0
 
 
 class HttpOutcome(StrEnum):
@@ -39,6 +42,35 @@ class ResendResult:
     outcome: ResendOutcome
     reason: str
     retry_after: float | None = None
+
+
+def resend_result(outcome: HttpOutcome, reason: str, retry_after: float | None) -> ResendResult:
+    """The replay's outcome of one re-send attempt: delivered, retried later (after ``retry_after``) or rejected."""
+    if outcome is HttpOutcome.ACCEPTED:
+        return ResendResult(ResendOutcome.DELIVERED, "accepted")
+    detail = f"{outcome.value}: {reason}"
+    if outcome.should_retry:
+        return ResendResult(
+            ResendOutcome.RETRY_LATER, detail, retry_after if retry_after is not None else DEFAULT_RETRY_SECONDS
+        )
+    return ResendResult(ResendOutcome.REJECTED, detail)
+
+
+def bounded_chunks[T](items: Iterable[T], size_of: Callable[[T], int], max_items: int, max_bytes: int) -> list[list[T]]:
+    """Consecutive chunks of at most ``max_items`` items and ``max_bytes`` in all (one oversized item alone)."""
+    chunks: list[list[T]] = []
+    current: list[T] = []
+    size = 0
+    for item in items:
+        item_size = size_of(item)
+        if current and (len(current) >= max_items or size + item_size > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class Resender(Protocol):

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from logpipe.delivery import bounded_chunks
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
@@ -55,6 +57,35 @@ class ParkedItem:
     attributes: dict[str, str] = field(default_factory=dict)
     # Dead-lettered items need a human (rejected by a sink, or input nothing can process).
     dead_letter: bool = False
+
+    @classmethod
+    def undelivered(  # noqa: PLR0913 - everything a parked delivery records
+        cls,
+        *,
+        sink: str,
+        retry: bool,
+        detail: str,
+        body: str,
+        item_id: str,
+        log_group: str,
+        log_stream: str,
+        now: float,
+        wait_seconds: float,
+        attributes: dict[str, str],
+    ) -> ParkedItem:
+        """What a sink could not deliver: for the retry queue after ``wait_seconds``, or else for the DLQ."""
+        return cls(
+            reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
+            detail=detail,
+            body=body,
+            item_id=item_id,
+            log_group=log_group,
+            log_stream=log_stream,
+            source=sink,
+            not_before=now + wait_seconds if retry else None,
+            attributes=attributes,
+            dead_letter=not retry,
+        )
 
     def to_message(self, part: int = 1, parts: int = 1, body: str | None = None) -> bytes:
         """The JSON document stored in the queue."""
@@ -134,19 +165,10 @@ def split_body(body: str, max_bytes: int) -> list[str]:
 
 def _batches(entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> list[list[SendMessageBatchRequestEntryTypeDef]]:
     """Group entries into SQS batches: at most ten messages and 256 KiB in all."""
-    batches: list[list[SendMessageBatchRequestEntryTypeDef]] = []
-    current: list[SendMessageBatchRequestEntryTypeDef] = []
-    size = 0
-    for entry in entries:
-        entry_size = len(entry["MessageBody"].encode()) + 512  # attributes and their names
-        if current and (len(current) == _SQS_BATCH_SIZE or size + entry_size > _SQS_BATCH_BYTES):
-            batches.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry_size
-    if current:
-        batches.append(current)
-    return batches
+    # 512 bytes per entry for its attributes and their names.
+    return bounded_chunks(
+        entries, lambda entry: len(entry["MessageBody"].encode()) + 512, _SQS_BATCH_SIZE, _SQS_BATCH_BYTES
+    )
 
 
 class SqsParkingLot:

@@ -71,6 +71,11 @@ class HealthPublisher(Protocol):
         ...
 
 
+def counters_under(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
+    """The counters named ``<prefix><rest>``, keyed by the rest, in name order."""
+    return {key.removeprefix(prefix): value for key, value in sorted(counters.items()) if key.startswith(prefix)}
+
+
 @dataclass(slots=True)
 class IngestSummary:
     """What one invocation did: counts per kind and outcome, and the PACS metric totals."""
@@ -94,19 +99,11 @@ class IngestSummary:
                 "payloads": counters["malformed_payloads"],
                 "events": counters["malformed_events"],
                 "processing_errors": counters["processing_errors"],
-                "by_kind": {
-                    key.removeprefix("malformed."): value
-                    for key, value in sorted(counters.items())
-                    if key.startswith("malformed.")
-                },
+                "by_kind": counters_under(counters, "malformed."),
             },
             "parked": counters["parked"],
             "parking_failures": counters["parking_failures"],
-            "deliveries": {
-                key.removeprefix("delivery."): value
-                for key, value in sorted(counters.items())
-                if key.startswith("delivery.")
-            },
+            "deliveries": counters_under(counters, "delivery."),
             "metrics": {
                 name: {"sum": self.metric_sums[name], "samples": self.metric_samples[name]}
                 for name in sorted(self.metric_sums)
@@ -151,16 +148,9 @@ class IngestPipeline:
         self._prompt_services = settings.langfuse_unscrubbed_prompt_services if self.scrubber else frozenset()
         self._prompt_keys: frozenset[str] = frozenset()
         if self._prompt_services:
-            from logpipe.langfuse.prompts import CONTENT_KEYS, FullyScrubbedContext  # only when a service opted out
+            from logpipe.langfuse.mapping import CONTENT_KEYS  # only when a service opted out
 
             self._prompt_keys = CONTENT_KEYS
-            # Other sinks borrow LLM records as context (Sentry breadcrumbs): theirs are scrubbed in full.
-            self.sinks = tuple(
-                sink
-                if sink.kind is RecordKind.LLM
-                else FullyScrubbedContext(sink, lambda record: self._scrub_record(record, keep_prompts=False))
-                for sink in self.sinks
-            )
         self.health = health
         self.emf_writer = emf_writer
         self.logger = logger if logger is not None else logging.getLogger("logpipe")
@@ -248,7 +238,7 @@ class IngestPipeline:
             kind_counts[kind] += 1
             observe(record)
             if kind in wanted:
-                by_kind[kind].append(self._scrub_record(record))
+                by_kind[kind].append(self._scrub_record(record, keep_prompts=kind is RecordKind.LLM))
             elif keep:
                 by_kind[kind].append(record)
         for kind, count in kind_counts.items():
@@ -257,11 +247,12 @@ class IngestPipeline:
     def _scrub_text(self, text: str) -> str:
         return text if self.scrubber is None else self.scrubber.scrub(text)
 
-    def _scrub_record(self, record: LogRecord, *, keep_prompts: bool = True) -> LogRecord:
+    def _scrub_record(self, record: LogRecord, *, keep_prompts: bool = False) -> LogRecord:
         """The record as it may leave the function: every text part and every field scrubbed.
 
-        Except, when ``keep_prompts``, the prompt and response fields of LLM calls of the services in
-        ``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES`` (raw text, message and other fields still scrubbed).
+        Except, with ``keep_prompts`` (LLM records on their way to the LLM sink), the prompt and response
+        fields of the services in ``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES`` (raw text, message and
+        other fields still scrubbed). Records borrowed as context (breadcrumbs) are scrubbed in full.
         """
         scrubber = self.scrubber
         if scrubber is None:
@@ -275,7 +266,7 @@ class IngestPipeline:
         exception = None if record.exception is None else scrubber.scrub(record.exception)
         source = record.fields
         kept = self._prompt_keys
-        if keep_prompts and record.service in self._prompt_services and classify(record) is RecordKind.LLM:
+        if keep_prompts and record.service in self._prompt_services:
             # The service owner chose to see these prompts as logged; the rest of the record stays scrubbed.
             others = scrubber.scrub_value({key: value for key, value in source.items() if key not in kept})
             fields: object = (

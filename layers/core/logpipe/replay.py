@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logpipe.delivery import Resender, ResendOutcome, ResendResult
+from logpipe.delivery import DEFAULT_RETRY_SECONDS, Resender, ResendOutcome, ResendResult
 from logpipe.parking import ParkReason
 from logpipe.sentry.replay import SentryResender
 from logpipe.sentry.routing import DsnRouter
-from logpipe.sentry.sink import DEFAULT_RETRY_SECONDS, EventSender
+from logpipe.sentry.sink import EventSender
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord

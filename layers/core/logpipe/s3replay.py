@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from logpipe.pipeline import counters_under
+
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
@@ -343,21 +345,16 @@ class ReplaySummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view: events, records per kind, deliveries per sink."""
         deliveries: dict[str, dict[str, int]] = {}
-        for key, value in sorted(self.counters.items()):
-            if key.startswith("delivery."):
-                sink, _, outcome = key.removeprefix("delivery.").rpartition(".")
-                deliveries.setdefault(sink, {})[outcome] = value
+        for key, value in counters_under(self.counters, "delivery.").items():
+            sink, _, outcome = key.rpartition(".")
+            deliveries.setdefault(sink, {})[outcome] = value
         return {
             "objects": self.objects,
             "events": self.events,
             "batches": self.batches,
             "unparsed_lines": self.unparsed_lines,
             "streams_renamed": self.streams_renamed,
-            "records": {
-                key.removeprefix("records."): value
-                for key, value in sorted(self.counters.items())
-                if key.startswith("records.")
-            },
+            "records": counters_under(self.counters, "records."),
             "deliveries": deliveries,
             "malformed_events": self.counters["malformed_events"],
             "processing_errors": self.counters["processing_errors"],

@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from logpipe.delivery import ResendOutcome, ResendResult
+from logpipe.delivery import DEFAULT_RETRY_SECONDS, ResendOutcome, ResendResult, resend_result
 from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError
 from logpipe.langfuse.mapping import Generation
-from logpipe.langfuse.sink import DEFAULT_RETRY_SECONDS, ChunkEncoder, ChunkPoster, SpanEncoder
+from logpipe.langfuse.sink import ChunkEncoder, ChunkPoster, SpanEncoder
 from logpipe.langfuse.transport import PostOutcome
 
 
@@ -67,10 +67,4 @@ class LangfuseResender:
                 self.ledger.release(key)
         except LedgerError:
             pass  # the outcome stands; only a later copy of this same message could act on a stale entry
-        if delivered:
-            return ResendResult(ResendOutcome.DELIVERED, "accepted")
-        reason = f"{result.outcome.value}: {result.reason}"
-        if result.outcome.should_retry:
-            wait = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
-            return ResendResult(ResendOutcome.RETRY_LATER, reason, wait)
-        return ResendResult(ResendOutcome.REJECTED, reason)
+        return resend_result(result.outcome, result.reason, result.retry_after)

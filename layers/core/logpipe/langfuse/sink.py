@@ -7,8 +7,8 @@ and is skipped), POST it once, and settle every record of it -- delivered, parke
 not-before time (429 with Retry-After, 5xx and network errors after inline retries, the deadline),
 or dead-lettered (any other 4xx, or a 2xx whose OTLP partial_success reports rejected spans: the
 response never says which, so the whole chunk is dead-lettered with the server's message). Records
-handed to this sink are already scrubbed (except the prompts of services that opted out, see
-``logpipe.langfuse.prompts``).
+handed to this sink are already scrubbed (except the prompts of services that opted out:
+``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES``, applied by the pipeline's boundary scrubbing).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.classify import RecordKind
+from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
 from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError, chunk_key
 from logpipe.langfuse.mapping import Generation, MappingError, to_generation
 from logpipe.langfuse.transport import PostOutcome, PostResult
@@ -30,7 +31,6 @@ from logpipe.records import LogRecord
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
 SINK_NAME = "langfuse"
-DEFAULT_RETRY_SECONDS = 60.0
 DEFAULT_MAX_SPANS_PER_REQUEST = 200
 DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _SPAN_OVERHEAD_BYTES = 600  # ids, times, attribute names and protobuf framing of one span
@@ -96,19 +96,7 @@ def _estimated_bytes(generation: Generation) -> int:
 
 def chunk_generations(generations: Sequence[Generation], max_spans: int, max_bytes: int) -> list[list[Generation]]:
     """Cut generations into request-sized chunks (a single oversized one still gets its own chunk)."""
-    chunks: list[list[Generation]] = []
-    current: list[Generation] = []
-    size = 0
-    for generation in generations:
-        estimate = _estimated_bytes(generation)
-        if current and (len(current) >= max_spans or size + estimate > max_bytes):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(generation)
-        size += estimate
-    if current:
-        chunks.append(current)
-    return chunks
+    return bounded_chunks(generations, _estimated_bytes, max_spans, max_bytes)
 
 
 def parked_generation(  # noqa: PLR0913 - everything a parked item records
@@ -129,17 +117,17 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     }
     if wait_for is not None:
         attributes["wait_for"] = wait_for
-    return ParkedItem(
-        reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
+    return ParkedItem.undelivered(
+        sink=SINK_NAME,
+        retry=retry,
         detail=detail,
         body=orjson.dumps(generation.to_json(), default=str).decode(),
         item_id=item_id_for(SINK_NAME, generation.event_id),
         log_group=generation.log_group,
         log_stream=generation.log_stream,
-        source=SINK_NAME,
-        not_before=now + wait_seconds if retry else None,
+        now=now,
+        wait_seconds=wait_seconds,
         attributes=attributes,
-        dead_letter=not retry,
     )
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from logpipe.delivery import ResendOutcome, ResendResult
+from logpipe.delivery import ResendOutcome, ResendResult, resend_result
 from logpipe.sentry.routing import DsnRouter
-from logpipe.sentry.sink import DEFAULT_RETRY_SECONDS, EventSender
-from logpipe.sentry.transport import SendOutcome, SentryClient
+from logpipe.sentry.sink import EventSender
+from logpipe.sentry.transport import SentryClient
 
 
 class SentryResender:
@@ -32,10 +32,4 @@ class SentryResender:
         if sender is None:
             sender = self._senders[dsn] = self._sender_factory(dsn)
         result = sender.send(orjson.loads(message["body"]))
-        if result.outcome is SendOutcome.ACCEPTED:
-            return ResendResult(ResendOutcome.DELIVERED, "accepted")
-        reason = f"{result.outcome.value}: {result.reason}"
-        if result.outcome.should_retry:
-            wait = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
-            return ResendResult(ResendOutcome.RETRY_LATER, reason, wait)
-        return ResendResult(ResendOutcome.REJECTED, reason)
+        return resend_result(result.outcome, result.reason, result.retry_after)

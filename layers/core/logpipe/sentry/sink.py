@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.classify import RecordKind
-from logpipe.parking import ParkedItem, ParkReason
+from logpipe.delivery import DEFAULT_RETRY_SECONDS
+from logpipe.parking import ParkedItem
 from logpipe.records import LogRecord
 from logpipe.sentry.event import build_event, select_breadcrumbs
 from logpipe.sentry.routing import DsnRouter, DsnRoutingError
@@ -26,7 +27,6 @@ from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
 DEFAULT_MAX_PER_FINGERPRINT = 10
 DEFAULT_MAX_WORKERS = 8
-DEFAULT_RETRY_SECONDS = 60.0
 SINK_NAME = "sentry"
 
 
@@ -41,19 +41,17 @@ class EventSender(Protocol):
 def parked_event(event: dict[str, Any], service: str, result: SendResult, now: float) -> ParkedItem:
     """A Sentry event that could not be delivered, ready for the retry queue or the DLQ."""
     contexts = event.get("contexts", {}).get("cloudwatch", {})
-    retry = result.outcome.should_retry
-    wait_seconds = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
-    return ParkedItem(
-        reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
+    return ParkedItem.undelivered(
+        sink=SINK_NAME,
+        retry=result.outcome.should_retry,
         detail=f"{result.outcome.value}: {result.reason}",
         body=orjson.dumps(event).decode(),
         item_id=str(event["event_id"]),
         log_group=str(contexts.get("log_group", "")),
         log_stream=str(contexts.get("log_stream", "")),
-        source=SINK_NAME,
-        not_before=now + wait_seconds if retry else None,
+        now=now,
+        wait_seconds=result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS,
         attributes={"sink": SINK_NAME, "service": service},
-        dead_letter=not retry,
     )
 
 
