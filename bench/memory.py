@@ -19,7 +19,7 @@ import json, resource, sys, time
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot
 from logpipe.pipeline import IngestPipeline
-from logpipe.scrub import Scrubber
+from logpipe.boundary import Boundary
 from logpipe.settings import Settings
 from logpipe_cli.workload import SyntheticStream, encode_subscription_payload, subscription_message, synthesize_workload
 
@@ -37,7 +37,7 @@ while True:
     if len(data) * 3 // 4 >= target:
         break
 pipeline = IngestPipeline(Settings(environment="prod"), rules=load_metric_rules(), parking=MemoryParkingLot(),
-                          scrubber=Scrubber.default(), emf_writer=lambda line: None, keep_records=True)
+                          boundary=Boundary.default(), emf_writer=lambda line: None, keep_records=True)
 event = {"awslogs": {"data": data}}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 summary = pipeline.run(event).to_dict()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.classify import RecordKind
 from logpipe.metrics import load_metric_rules, summarize
 from logpipe.parking import MemoryParkingLot, ParkingError, ParkReason
 from logpipe.pipeline import IngestPipeline, IngestSummary
 from logpipe.records import LogRecord
-from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 from payloads import data_message, encode, subscription_event
@@ -26,16 +26,31 @@ NOW_MS = 1_795_300_000_000
 
 
 class RecordingSink:
-    """A fake sink that accepts everything of one kind and remembers it."""
+    """A fake sink that accepts everything of one kind and remembers it, and what it would have sent.
+
+    Like the real sinks, it serializes each record's parts through the context's boundary.
+    """
 
     def __init__(self, kind: RecordKind) -> None:
         self.name = f"fake-{kind.value}"
         self.kind = kind
         self.received: list[LogRecord] = []
+        self.sent: list[dict[str, Any]] = []
         self.flushes = 0
 
     def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:
         self.received.extend(records)
+        for record in records:
+            payload = {
+                "message": record.message,
+                "raw": record.raw,
+                "exception": record.exception,
+                "request_id": record.request_id,
+                "fields": dict(record.fields),
+            }
+            sent = context.boundary.scrub_value(payload)
+            assert isinstance(sent, dict)
+            self.sent.append(sent)
         return [Delivery(record.event_id, DeliveryOutcome.DELIVERED) for record in records]
 
     def flush(self) -> None:
@@ -52,7 +67,7 @@ class Harness:
             Settings(environment="prod", scrub_enabled=scrub),
             rules=load_metric_rules(),
             parking=self.parking,
-            scrubber=Scrubber.default(),
+            boundary=Boundary.default() if scrub else Boundary.disabled(),
             sinks=[self.errors, self.llm],
             emf_writer=lambda line: self.emf.append(json.loads(line)),
             clock=lambda: NOW_MS / 1000,
@@ -83,7 +98,7 @@ def test_records_are_classified_routed_and_measured() -> None:
     assert result["events_in"] == 8
     assert result["records"] == {"error": 1, "llm": 1, "other": 3}
     assert result["parked"] == 0
-    assert [record.message for record in harness.errors.received] == ["Unhandled exception for [REDACTED:email]"]
+    assert [payload["message"] for payload in harness.errors.sent] == ["Unhandled exception for [REDACTED:email]"]
     assert len(harness.llm.received) == 1
     assert harness.errors.flushes == 1
     assert result["deliveries"] == {"fake-error.delivered": 1, "fake-llm.delivered": 1}
@@ -203,7 +218,7 @@ def test_every_event_is_accounted_for() -> None:
     assert record_lines + other_lines + result["malformed"]["events"] == result["events_in"]
 
 
-def test_records_leaving_for_sinks_are_scrubbed_in_every_part() -> None:
+def test_what_sinks_send_is_scrubbed_in_every_part() -> None:
     harness = Harness()
     messages = [
         '{"level":"ERROR","message":"Upload failed for hong@example.com","PatientName":"HONG^GILDONG",'
@@ -212,28 +227,24 @@ def test_records_leaving_for_sinks_are_scrubbed_in_every_part() -> None:
         '"completion":"ok","prompt_tokens":10,"completion_tokens":2}',
     ]
     harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/errors", messages, start_ms=NOW_MS)))
-    [error] = harness.errors.received
-    [llm] = harness.llm.received
-    for text in (
-        error.raw,
-        error.message,
-        error.exception or "",
-        json.dumps(error.fields),
-        llm.raw,
-        json.dumps(llm.fields),
-    ):
+    [error] = harness.errors.sent
+    [llm] = harness.llm.sent
+    for payload in (error, llm):
+        text = json.dumps(payload, ensure_ascii=False)
         for secret in ("hong@example.com", "HONG^GILDONG", "010-1234-5678", "P-000123"):
             assert secret not in text
-    assert error.message == "Upload failed for [REDACTED:email]"
-    assert error.fields["PatientName"] != "HONG^GILDONG"
-    assert llm.fields["prompt"] == "Summarize for [REDACTED:email]"
-    assert llm.fields["prompt_tokens"] == 10  # counts are not secrets
+    assert error["message"] == "Upload failed for [REDACTED:email]"
+    assert error["fields"]["PatientName"] == "[REDACTED:dicom]"
+    assert llm["fields"]["prompt"] == "Summarize for [REDACTED:email]"
+    assert llm["fields"]["prompt_tokens"] == 10  # counts are not secrets
+    # Records themselves are read whole: parsing, classification and metrics need them unscrubbed.
+    assert "hong@example.com" in harness.errors.received[0].message
 
 
 def test_scrubbing_can_be_switched_off() -> None:
     harness = Harness(scrub=False)
     harness.run(subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)))
-    assert "hong@example.com" in harness.errors.received[0].message
+    assert "hong@example.com" in harness.errors.sent[0]["message"]
 
 
 def test_metrics_can_be_switched_off() -> None:

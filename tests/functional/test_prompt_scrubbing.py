@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from logpipe.classify import RecordKind
+from logpipe.langfuse.mapping import Generation, to_generation
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot
 from logpipe.pipeline import IngestPipeline
 from logpipe.records import LogRecord
-from logpipe.scrub import Scrubber
+from logpipe.runtime import build_boundary
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.sink import SentrySink
 from logpipe.sentry.transport import SendOutcome, SendResult
@@ -28,16 +29,18 @@ EMAIL, PHONE, PATIENT = "hong@example.com", "010-1234-5678", "HONG^GILDONG"
 
 
 class LlmSink:
-    """Accepts every LLM record and remembers it as handed over."""
+    """Accepts every LLM record and keeps the generation the real sink would encode (mapped, then the boundary)."""
 
     name = "fake-llm"
     kind = RecordKind.LLM
 
     def __init__(self) -> None:
         self.received: list[LogRecord] = []
+        self.generations: list[Generation] = []
 
     def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:
         self.received.extend(records)
+        self.generations.extend(context.boundary.generation(to_generation(record)) for record in records)
         return [Delivery(record.event_id, DeliveryOutcome.DELIVERED) for record in records]
 
     def flush(self) -> None:
@@ -86,12 +89,13 @@ GENAI_LINE = json.dumps(
 
 def pipeline(*services: str, sinks: Sequence[Any] = ()) -> tuple[IngestPipeline, LlmSink]:
     llm = LlmSink()
+    settings = Settings(environment="prod", langfuse_unscrubbed_prompt_services=frozenset(services))
     return (
         IngestPipeline(
-            Settings(environment="prod", langfuse_unscrubbed_prompt_services=frozenset(services)),
+            settings,
             rules=load_metric_rules(),
             parking=MemoryParkingLot(),
-            scrubber=Scrubber.default(),
+            boundary=build_boundary(settings),
             sinks=[llm, *sinks],
             emf_writer=lambda line: None,
         ),
@@ -106,33 +110,31 @@ def run(pipe: IngestPipeline, log_group: str, lines: Sequence[str]) -> None:
 def test_listed_services_keep_prompt_and_response_as_logged_and_everything_else_scrubbed() -> None:
     pipe, llm = pipeline("pacs-backend")
     run(pipe, "/aws/ecs/pacs-backend/llm", [llm_line(), GENAI_LINE])
-    flat, genai = llm.received
-    assert flat.fields["prompt"] == f"Summarize the report of PatientName={PATIENT}, reachable at {EMAIL}"
-    assert flat.fields["completion"] == f"Call {PHONE} for the follow-up."
-    assert genai.fields["gen_ai.input.messages"] == [{"role": "user", "content": f"mail {EMAIL}"}]
-    assert genai.fields["gen_ai.output.messages"] == [{"role": "assistant", "content": f"phone {PHONE}"}]
+    flat, genai = llm.generations
+    assert flat.input == f"Summarize the report of PatientName={PATIENT}, reachable at {EMAIL}"
+    assert flat.output == f"Call {PHONE} for the follow-up."
+    assert genai.input == [{"role": "user", "content": f"mail {EMAIL}"}]
+    assert genai.output == [{"role": "assistant", "content": f"phone {PHONE}"}]
     # Everything that is not the prompt or the response is still scrubbed.
-    assert flat.fields["user_id"] == "[REDACTED:email]"
-    assert flat.fields["message"] == "llm call for [REDACTED:email]"
-    assert flat.message == "llm call for [REDACTED:email]"
-    assert PATIENT not in json.dumps(flat.fields["metadata"])
-    assert flat.fields["metadata"]["ward"] == "ct"
-    assert genai.fields["session_id"] == "session of [REDACTED:email]"
-    for record in (flat, genai):
+    assert flat.user_id == "[REDACTED:email]"
+    assert flat.metadata["PatientName"] == "[REDACTED:dicom]"
+    assert flat.metadata["ward"] == "ct"
+    assert genai.session_id == "session of [REDACTED:email]"
+    for generation in (flat, genai):
+        rest = json.dumps({**generation.to_json(), "input": None, "output": None}, ensure_ascii=False)
         for secret in (EMAIL, PHONE, PATIENT):
-            assert secret not in record.raw  # the raw line (parked when unmappable) stays scrubbed
+            assert secret not in rest
 
 
 def test_by_default_and_for_unlisted_services_prompts_are_scrubbed() -> None:
     for pipe, llm in (pipeline(), pipeline("keycloak")):
         run(pipe, "/aws/ecs/pacs-backend/llm", [llm_line(), GENAI_LINE])
-        flat, genai = llm.received
-        assert (
-            flat.fields["prompt"]
-            == "Summarize the report of PatientName=[REDACTED:dicom], reachable at [REDACTED:email]"
-        )
-        assert EMAIL not in json.dumps(genai.fields)
-        assert PHONE not in json.dumps(flat.fields)
+        flat, genai = llm.generations
+        assert flat.input == "Summarize the report of PatientName=[REDACTED:dicom], reachable at [REDACTED:email]"
+        for generation in (flat, genai):
+            sent = json.dumps(generation.to_json(), ensure_ascii=False)
+            for secret in (EMAIL, PHONE, PATIENT):
+                assert secret not in sent
 
 
 def test_non_llm_records_of_a_listed_service_are_scrubbed_in_full() -> None:
@@ -153,7 +155,7 @@ def test_other_sinks_never_see_the_kept_prompts_in_their_context() -> None:
     pipe, llm = pipeline("pacs-backend", sinks=[errors])
     error_line = json.dumps({"level": "ERROR", "message": "report generation failed", "request_id": "r-7"})
     run(pipe, "/aws/ecs/pacs-backend/application", [llm_line(request_id="r-7"), error_line])
-    assert EMAIL in llm.received[0].fields["prompt"]
+    assert EMAIL in str(llm.generations[0].input)
     [event] = sender.events
     [crumb] = event["breadcrumbs"]["values"]
     assert crumb["data"]["prompt"].startswith("Summarize the report of PatientName=[REDACTED:dicom]")
@@ -163,13 +165,14 @@ def test_other_sinks_never_see_the_kept_prompts_in_their_context() -> None:
 
 def test_scrubbing_switched_off_needs_no_exemption() -> None:
     llm = LlmSink()
+    settings = Settings(scrub_enabled=False, langfuse_unscrubbed_prompt_services=frozenset({"pacs-backend"}))
     pipe = IngestPipeline(
-        Settings(scrub_enabled=False, langfuse_unscrubbed_prompt_services=frozenset({"pacs-backend"})),
+        settings,
         rules=load_metric_rules(),
         parking=MemoryParkingLot(),
-        scrubber=Scrubber.default(),
+        boundary=build_boundary(settings),
         sinks=[llm],
         emf_writer=lambda line: None,
     )
     run(pipe, "/aws/ecs/pacs-backend/llm", [llm_line()])
-    assert llm.received[0].fields["user_id"] == EMAIL
+    assert llm.generations[0].user_id == EMAIL

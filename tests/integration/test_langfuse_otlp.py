@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]  # no stubs installed
 
+from logpipe.boundary import Boundary
 from logpipe.langfuse.ledger import DynamoDbLedger, MemoryLedger
 from logpipe.langfuse.mapping import create_observation_id, create_trace_id
 from logpipe.langfuse.sink import LangfuseSink
@@ -55,8 +56,13 @@ def make_sink(receiver: OtlpReceiver, ledger: Any = None, **kwargs: Any) -> Lang
     return LangfuseSink(transport, ledger or MemoryLedger(), **kwargs)
 
 
-def context(parking: MemoryParkingLot, seconds: float = 20.0) -> SendContext:
-    return SendContext(batch_records=[], scrub_record=lambda r: r, parking=parking, deadline=time.monotonic() + seconds)
+def context(parking: MemoryParkingLot, seconds: float = 20.0, boundary: Boundary | None = None) -> SendContext:
+    return SendContext(
+        batch_records=[],
+        boundary=Boundary.disabled() if boundary is None else boundary,
+        parking=parking,
+        deadline=time.monotonic() + seconds,
+    )
 
 
 def test_spans_carry_the_logs_ids_times_and_fields(receiver: OtlpReceiver) -> None:
@@ -94,14 +100,8 @@ def test_spans_carry_the_logs_ids_times_and_fields(receiver: OtlpReceiver) -> No
 
 
 def test_golden_payload(receiver: OtlpReceiver) -> None:
-    from dataclasses import replace
-
-    from logpipe.scrub import Scrubber
-
-    # As the pipeline hands them over: scrubbed (the sample holds a DICOM patient name).
-    scrubber = Scrubber.default()
-    records = [replace(r, fields=scrubber.scrub_value(dict(r.fields))) for r in sample_records()]  # type: ignore[arg-type]
-    make_sink(receiver).send(records, context(MemoryParkingLot()))
+    # Through the real boundary, as in the pipeline (the sample holds a DICOM patient name).
+    make_sink(receiver).send(sample_records(), context(MemoryParkingLot(), boundary=Boundary.default()))
     decoded = MessageToDict(receiver.received[0].request)
     golden = GOLDEN / "pacs-backend-llm.json"
     if os.environ.get("LOGPIPE_UPDATE_GOLDEN"):

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.langfuse.ledger import MemoryLedger
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot
 from logpipe.pipeline import IngestPipeline
-from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
 from logpipe_cli.otlp_receiver import Answer, OtlpReceiver, otlp_receiver
 from payloads import subscription_event
@@ -42,7 +42,7 @@ def pipeline(sink: LangfuseSink, parking: MemoryParkingLot) -> IngestPipeline:
         Settings(environment="prod"),
         rules=load_metric_rules(),
         parking=parking,
-        scrubber=Scrubber.default(),
+        boundary=Boundary.default(),
         sinks=[sink],
         emf_writer=lambda line: None,
     )

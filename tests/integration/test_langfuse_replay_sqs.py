@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.langfuse.ledger import DynamoDbLedger
 from logpipe.langfuse.replay import replay_key
 from logpipe.langfuse.sink import LangfuseSink
@@ -29,7 +30,6 @@ from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import SqsParkingLot
 from logpipe.pipeline import IngestPipeline
-from logpipe.scrub import Scrubber
 from logpipe.settings import Settings
 from logpipe_cli.otlp_receiver import Answer, OtlpReceiver, otlp_receiver
 from payloads import sqs_lambda_event, subscription_event
@@ -92,7 +92,7 @@ def ingest_pipeline(aws: Aws, receiver: OtlpReceiver) -> IngestPipeline:
         Settings(environment="prod"),
         rules=load_metric_rules(),
         parking=SqsParkingLot(aws.queue, client=aws.sqs, dead_letter_url=aws.dlq),
-        scrubber=Scrubber.default(),
+        boundary=Boundary.default(),
         sinks=[LangfuseSink(transport, DynamoDbLedger(aws.table, aws.dynamodb))],
         emf_writer=lambda line: None,
     )

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import SqsParkingLot
 from logpipe.pipeline import IngestPipeline, IngestSummary
 from logpipe.replay import Replayer
-from logpipe.scrub import Scrubber
 from logpipe.sentry.event import sentry_event_id
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.sink import SentrySink
@@ -54,7 +54,7 @@ def _pipeline(dsn: str, sqs: SQSClient, queue: str, dlq: str, *, workers: int = 
         Settings(environment="prod"),
         rules=load_metric_rules(),
         parking=parking,
-        scrubber=Scrubber.default(),
+        boundary=Boundary.default(),
         sinks=[SentrySink(DsnRouter.single(dsn), environment="prod", send_timeout=3.0, max_workers=workers)],
         emf_writer=lambda line: None,
         keep_records=True,

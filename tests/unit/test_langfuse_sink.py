@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.delivery import ResendOutcome
 from logpipe.langfuse.ledger import ClaimResult, MemoryLedger, chunk_key
 from logpipe.langfuse.mapping import Generation, to_generation
@@ -76,7 +77,7 @@ def llm_records(count: int, *, bad: int = 0) -> list[LogRecord]:
 def context(parking: MemoryParkingLot, deadline: float | None = None) -> SendContext:
     return SendContext(
         batch_records=[],
-        scrub_record=lambda r: r,
+        boundary=Boundary.disabled(),
         parking=parking,
         deadline=time.monotonic() + 30 if deadline is None else deadline,
     )

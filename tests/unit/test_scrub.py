@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from logpipe.scrub import Scrubber, ScrubRule, ScrubRulesError, load_scrub_rules
+from logpipe.scrub_rules import load_scrub_config
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +30,13 @@ AWS = "[REDACTED:aws_key]"
 PASSWORD = "[REDACTED:password]"
 SECRET = "[REDACTED:secret]"
 DICOM = "[REDACTED:dicom]"
+NAME = "[REDACTED:name]"
+PERSON = "[REDACTED:person]"
+HL7 = "[REDACTED:hl7]"
+COOKIE = "[REDACTED:cookie]"
+PATIENT = "[REDACTED:patient]"
+BIRTH = "[REDACTED:birth_date]"
+IP = "[REDACTED:ip]"
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +129,69 @@ POSITIVE: list[tuple[str, str, str]] = [
     ("dicom_patient", "PatientName=DOE^JOHN PatientID=12345", f"PatientName={DICOM} PatientID={DICOM}"),
     ("dicom_patient", '{"PatientName": "DOE^JOHN"}', f'{{"PatientName": "{DICOM}"}}'),
     ("dicom_patient", '{"patient_id": "P12345"}', f'{{"patient_id": "{DICOM}"}}'),
+    # A name or an address runs on across spaces and commas while its words look like parts of one:
+    # cutting it at the first comma or after a few words is how "DOE, JOHN" or an address leaked.
     ("dicom_patient", "Patient Name: John Doe, age 42", f"Patient Name: {DICOM}, age 42"),
+    ("dicom_patient", "PatientName=DOE, JOHN Q reachable later", f"PatientName={DICOM} reachable later"),
+    ("dicom_patient", "PatientName=Ludwig van der Berg-Smith II", f"PatientName={DICOM}"),
+    ("dicom_patient", "PatientName=Hong Gil Dong Jr The Third study=1.2.3", f"PatientName={DICOM} study=1.2.3"),
+    ("dicom_patient", "PatientAddress=123 Main St, Apt 4, Seoul 04524 status=ok", f"PatientAddress={DICOM} status=ok"),
+    ("dicom_patient", "ReferringPhysicianName=DR^WHO", f"ReferringPhysicianName={DICOM}"),
+    ("dicom_patient", "AccessionNumber=A12345 ok", f"AccessionNumber={DICOM} ok"),
+    ("dicom_patient", "tag 00100020 value=P12345", f"tag 00100020 value={DICOM}"),
+    ("dicom_patient", "Patient's Name: DOE^JOHN", f"Patient's Name: {DICOM}"),
+    ("dicom_patient", "(0010,0010) PN #8 [Doe^John] PatientName", f"(0010,0010) PN #8 [{DICOM}] PatientName"),
+    (
+        "dicom_patient",
+        "0018 (0010,0010) PN #22 *1 [DOE^JOHN ] //Patient's Name",
+        f"0018 (0010,0010) PN #22 *1 [{DICOM}] //Patient's Name",
+    ),
+    ("dicom_patient", "(0008,0050) SH #6 [IDC023] AccessionNumber", f"(0008,0050) SH #6 [{DICOM}] AccessionNumber"),
+    (
+        "dicom_patient",
+        '"0010,0010" : { "Name" : "PatientName", "Type" : "String", "Value" : "DOE^JOHN" }',
+        f'"0010,0010" : {{ "Name" : "PatientName", "Type" : "String", "Value" : "{DICOM}" }}',
+    ),
+    ("korean_name", "환자명: 홍길동", f"환자명: {NAME}"),
+    ("korean_name", "환자명 홍길동 검사 완료", f"환자명 {NAME} 검사 완료"),
+    ("korean_name", "성명=김철수", f"성명={NAME}"),
+    (
+        "person",
+        "type=LOGIN_ERROR, realmId=pacs, username=hong.gildong, ipAddress=10.1.2.3",
+        f"type=LOGIN_ERROR, realmId=pacs, username={PERSON}, ipAddress=10.1.2.3",
+    ),
+    ("hl7_segments", "PID|1||12345^^^HOSP^MR||DOE^JOHN^A||19800101|M", f"PID|1||{HL7}||{HL7}||{HL7}|{HL7}"),
+    ("hl7_segments", "PV1|1|O|RAD^^^HOSP||||1234^KIM^DR", f"PV1|1|O|RAD^^^HOSP||||{HL7}"),
+    ("authorization", "Authorization: Token abcdef123", f"Authorization: Token {TOKEN}"),
+    ("authorization", '{"authorization": "Digest 0123abcd"}', f'{{"authorization": "Digest {TOKEN}"}}'),
+    ("bearer", "sent with bearer qwertyuiopasdfgh", f"sent with bearer {TOKEN}"),
+    ("aws_key_pair", f"creds AKIAIOSFODNN7EXAMPLE {AWS_SECRET}", f"creds {AWS} {AWS}"),
+    ("aws_key_pair", f"secret {AWS_SECRET} for key AKIAIOSFODNN7EXAMPLE", f"secret {AWS} for key {AWS}"),
+    ("secret_kv", "pass=abc", f"pass={SECRET}"),
+    ("secret_kv", "비밀번호=1234", f"비밀번호={SECRET}"),
+    ("secret_kv", 'the password is "hunter2"', f'the password is "{SECRET}"'),
+    ("cli_secret", "psql --password hunter2 -h db", f"psql --password {SECRET} -h db"),
+    ("session_cookie", "JSESSIONID=abc123; Path=/", f"JSESSIONID={COOKIE}; Path=/"),
+    ("session_cookie", "Cookie: KEYCLOAK_SESSION=x; other=y", f"Cookie: {COOKIE}"),
+    ("email", "john\\u0040example.com", EMAIL),
+    ("patient_quoted", 'Patient "DOE^JOHN" (ID 12345) stored', f'Patient "{PATIENT}" (ID {PATIENT}) stored'),
+    ("dicom_person_name", "study of DOE^JOHN^A failed", f"study of {NAME} failed"),
+    ("dicom_person_name", "Hong^Gildong=洪^吉洞=홍^길동", NAME),
+    ("birth_date", "DOB: 1980-01-01", f"DOB: {BIRTH}"),
+    ("birth_date", "born 3 Jan 1980 in Seoul", f"born {BIRTH} in Seoul"),
+    ("birth_date", "생년월일: 1980년 1월 1일", f"생년월일: {BIRTH}"),
+    ("phone", "010.1234.5678", PHONE),
+    ("phone", "office (02) 1234-5678", f"office {PHONE}"),
+    ("phone", "office 0212345678", f"office {PHONE}"),
+    ("rrn", "900101 1234567", RRN),
+    ("rrn", "900101\u20131234567", RRN),
+    ("rrn", "9001011234568", RRN),
+    ("card", "jcb 3530111333300000", f"jcb {CARD}"),
+    ("card", "diners 30569309025904", f"diners {CARD}"),
+    ("card", "unionpay 6200000000000005", f"unionpay {CARD}"),
+    ("card", "maestro 6759649826438453", f"maestro {CARD}"),
+    ("ip_address", "client 211.234.56.78 connected", f"client {IP} connected"),
+    ("ip_address", "v6 2001:db8::1 x", f"v6 {IP} x"),
     ("dicom_patient", r"OtherPatientIDs=ID1\ID2 next=1", f"OtherPatientIDs={DICOM} next=1"),
     ("dicom_patient", "(0010,0010) PN [DOE^JOHN]  # 8, 1 PatientName", f"(0010,0010) PN [{DICOM}]  # 8, 1 PatientName"),
     ("dicom_patient", "(0010,0020) LO [12345]", f"(0010,0020) LO [{DICOM}]"),
@@ -224,7 +294,18 @@ NEGATIVE: list[tuple[str, str]] = [
     ("secret_kv", "tokenizer=bpe secretary=Kim"),
     ("secret_kv", 'password="" token='),
     ("dicom_patient", "PatientIdentityRemoved=YES"),
-    ("dicom_patient", "ReferringPhysicianName=DR^WHO"),
+    ("rrn", "9001011234567"),
+    ("ip_address", "host 10.0.12.34 and 172.16.0.9 and 192.168.1.1 and 100.64.0.1 and 127.0.0.1"),
+    ("ip_address", "ula fd00::1 link fe80::1"),
+    ("ip_address", "uid 1.2.840.10008.5.1.4.1.1.2"),
+    ("dicom_person_name", "regex ^abc$ and 2^10"),
+    ("birth_date", "born to run"),
+    ("hl7_segments", "PID|1"),
+    ("cli_secret", "--password-file /run/secret"),
+    ("bearer", "Bearer authorization header missing"),
+    ("phone", "uid 1.2.410.200001.1.10.1234.5678"),
+    ("korean_name", "이름을 확인하세요"),
+    ("patient_quoted", "patient record updated"),
     ("dicom_patient", '{"PatientName": null}'),
     ("dicom_patient", "patients=42 patient_count=3"),
     ("dicom_patient", "(0020,000D) UI [1.2.3]"),
@@ -245,17 +326,30 @@ def test_bundled_rule_leaves_look_alikes(scrubber: Scrubber, rule: str, text: st
 
 
 def test_default_rule_names() -> None:
+    # Key groups' generated rules first (in the file's order), then HL7, then the pattern rules.
     assert Scrubber.default().rule_names == (
+        "dicom_patient",
+        "korean_name",
+        "person",
+        "hl7_segments",
         "url_password",
+        "authorization",
         "jwt",
         "bearer",
+        "aws_key_pair",
         "aws_access_key",
         "secret_kv",
+        "cli_secret",
+        "session_cookie",
         "email",
-        "dicom_patient",
+        "patient_quoted",
+        "dicom_person_name",
+        "birth_date",
         "phone",
         "rrn",
         "card",
+        "ip_address",
+        "ipv6_address",
     )
 
 
@@ -295,8 +389,9 @@ def test_clean_text_is_returned_as_the_same_object(scrubber: Scrubber, text: str
 def test_bundled_gates_never_hide_a_match(rule: ScrubRule) -> None:
     # Triggers and prefilters only skip work: with them removed the rule
     # must give the same result on every example, positive or negative.
-    ungated = Scrubber([dataclasses.replace(rule, triggers=(), prefilter=None)])
-    gated = Scrubber([rule])
+    transforms = load_scrub_config().transforms
+    ungated = Scrubber([dataclasses.replace(rule, triggers=(), prefilter=None)], transforms=transforms)
+    gated = Scrubber([rule], transforms=transforms)
     corpus = [t for _, t, _ in POSITIVE] + [t for _, t in NEGATIVE] + [json.dumps(d) for _, d, _ in JSON_DOCS]
     mismatches = [t for t in corpus if gated.scrub(t) != ungated.scrub(t)]
     assert mismatches == []
@@ -379,78 +474,6 @@ def test_bare_json_number_is_quoted(scrubber: Scrubber, text: str, expected: str
     assert out == expected
     if text.startswith(("{", "[")):
         json.loads(out)
-
-
-# ---------------------------------------------------------------------------
-# scrub_value on structured fields
-# ---------------------------------------------------------------------------
-
-
-def test_scrub_value_nested(scrubber: Scrubber) -> None:
-    value = {
-        "level": "INFO",
-        "user": {"email": "kim@hospital.co.kr", "roles": ["rad", "admin"]},
-        "events": [{"phone": "010-1234-5678"}, "note: rrn 900101-1234567", 42, None, 1.5],
-        "tuple": ("AKIAIOSFODNN7EXAMPLE", "plain"),
-    }
-    out = scrubber.scrub_value(value)
-    assert out == {
-        "level": "INFO",
-        "user": {"email": EMAIL, "roles": ["rad", "admin"]},
-        "events": [{"phone": PHONE}, f"note: rrn {RRN}", 42, None, 1.5],
-        "tuple": (AWS, "plain"),
-    }
-    assert isinstance(out, dict)
-    assert out["user"]["roles"] is value["user"]["roles"]  # type: ignore[index]
-    assert value["user"]["email"] == "kim@hospital.co.kr"  # type: ignore[index]
-
-
-def test_scrub_value_uses_the_key(scrubber: Scrubber) -> None:
-    value = {
-        "password": "hunter2",
-        "client_secret": "abc",
-        "PatientName": "DOE^JOHN",
-        "00100020": {"vr": "LO", "Value": ["P12345"]},
-        "usage": {"prompt_tokens": 12, "total_tokens": 20},
-        "token": 5,
-    }
-    assert scrubber.scrub_value(value) == {
-        "password": SECRET,
-        "client_secret": SECRET,
-        "PatientName": DICOM,
-        "00100020": {"vr": "LO", "Value": [DICOM]},
-        "usage": {"prompt_tokens": 12, "total_tokens": 20},
-        "token": 5,
-    }
-
-
-def test_scrub_value_key_that_is_itself_pii(scrubber: Scrubber) -> None:
-    out = scrubber.scrub_value({"kim@hospital.co.kr": {"password": "x"}})
-    assert out == {"kim@hospital.co.kr": {"password": SECRET}}
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"level": "INFO", "nested": {"list": [1, "two", {"three": 3.0}]}, "token_count": 3},
-        ["a", ("b", "c"), {"d": None}],
-        "plain text",
-        12345,
-        None,
-        {"blob": b"\x00\x01"},
-    ],
-)
-def test_scrub_value_returns_same_object_when_clean(scrubber: Scrubber, value: object) -> None:
-    assert scrubber.scrub_value(value) is value
-
-
-def test_scrub_value_with_values_json_cannot_encode(scrubber: Scrubber) -> None:
-    sentinel = object()
-    value = {"secret": {"email": "kim@hospital.co.kr", "obj": sentinel}, "n": {"obj": sentinel}}
-    out = scrubber.scrub_value(value)
-    assert out == {"secret": {"email": EMAIL, "obj": sentinel}, "n": {"obj": sentinel}}
-    assert isinstance(out, dict)
-    assert out["n"] is value["n"]
 
 
 # ---------------------------------------------------------------------------
@@ -630,9 +653,10 @@ BAD_FILES: list[tuple[str, object, str]] = [
     ("duplicate-json-key", '{"version": 1, "version": 1, "rules": []}', "duplicate key(s) 'version'"),
     ("top-not-object", [], "top level must be a JSON object"),
     ("unknown-top-key", {"version": 1, "rules": [], "extra": 1}, "unknown top-level key(s): extra"),
-    ("missing-version", {"rules": []}, "'version' must be 1"),
-    ("wrong-version", {"version": 2, "rules": []}, "'version' must be 1, got 2"),
-    ("bool-version", {"version": True, "rules": []}, "'version' must be 1"),
+    ("missing-version", {"rules": []}, "'version' must be 1 or 2"),
+    ("wrong-version", {"version": 3, "rules": []}, "'version' must be 1 or 2, got 3"),
+    ("groups-need-v2", {"version": 1, "rules": [], "key_groups": []}, "need 'version': 2"),
+    ("bool-version", {"version": True, "rules": []}, "'version' must be 1 or 2"),
     ("rules-not-list", {"version": 1, "rules": {}}, "'rules' must be a list"),
     ("rule-not-object", {"version": 1, "rules": ["x"]}, "rule #0: must be a JSON object"),
     ("unknown-rule-key", {"version": 1, "rules": [_rule(flags="i")]}, "rule 'ticket' (#0): unknown key(s): flags"),
@@ -663,7 +687,11 @@ BAD_FILES: list[tuple[str, object, str]] = [
     ("replacement-backslash", {"version": 1, "rules": [_rule(replacement="X\\Y")]}, "is not JSON-safe"),
     ("replacement-control", {"version": 1, "rules": [_rule(replacement="X\nY")]}, "is not JSON-safe"),
     ("replacement-empty", {"version": 1, "rules": [_rule(replacement="")]}, "replacement must not be empty"),
-    ("unknown-validator", {"version": 1, "rules": [_rule(validator="iban")]}, "unknown validator 'iban'; known: luhn"),
+    (
+        "unknown-validator",
+        {"version": 1, "rules": [_rule(validator="iban")]},
+        "unknown validator 'iban'; known: ip_address, luhn, rrn",
+    ),
     ("duplicate-name", {"version": 1, "rules": [_rule(), _rule()]}, "rule 'ticket': duplicate rule name"),
     ("name-digit-start", {"version": 1, "rules": [_rule(name="1card")]}, "name must be letters"),
     ("name-hyphen", {"version": 1, "rules": [_rule(name="my-rule")]}, "name must be letters"),
@@ -721,7 +749,12 @@ def test_scrubber_validates_rules_built_in_code(rules: list[ScrubRule], fragment
 def test_bundled_rules_file_is_documented_and_well_formed() -> None:
     path = Path(__file__).parents[2] / "layers" / "core" / "logpipe" / "rules" / "scrub.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
-    assert doc["version"] == 1
+    assert doc["version"] == 2
+    for group in doc["key_groups"]:
+        assert group["description"]
+        assert group["replacement"].startswith("[REDACTED:")
+    assert doc["hl7"]["description"]
+    assert doc["fhir"]["description"]
     for rule in doc["rules"]:
         assert rule["description"]
         assert rule["replacement"].startswith("[REDACTED:")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.classify import RecordKind, classify
 from logpipe.parking import MemoryParkingLot, ParkReason
 from logpipe.records import LogRecord
@@ -60,7 +61,7 @@ def _sink(sender: ScriptedSender, **kwargs: Any) -> SentrySink:
 def _context(parking: MemoryParkingLot, records: list[LogRecord], deadline: float | None = None) -> SendContext:
     return SendContext(
         batch_records=records,
-        scrub_record=lambda record: record,
+        boundary=Boundary.disabled(),
         parking=parking,
         deadline=time.monotonic() + 30 if deadline is None else deadline,
     )
@@ -153,24 +154,18 @@ def test_no_dsn_for_a_service_is_skipped_and_said_so() -> None:
     assert delivery.reason == "no DSN for service"
 
 
-def test_breadcrumbs_pass_through_the_scrubber() -> None:
+def test_breadcrumbs_pass_through_the_boundary() -> None:
     records = _records(
         [
             '{"level":"INFO","message":"Opening study for hong@example.com","request_id":"r1"}',
             '{"level":"ERROR","message":"Study failed","request_id":"r1","exc_info":"ValueError: x"}',
         ],
     )
-    scrubbed: list[str] = []
-
-    def scrub_record(record: LogRecord) -> LogRecord:
-        scrubbed.append(record.message)
-        return record
-
     sender = ScriptedSender(accepted)
     errors = [r for r in records if classify(r) is RecordKind.ERROR]
     context = SendContext(
-        batch_records=records, scrub_record=scrub_record, parking=MemoryParkingLot(), deadline=time.monotonic() + 30
+        batch_records=records, boundary=Boundary.default(), parking=MemoryParkingLot(), deadline=time.monotonic() + 30
     )
     _sink(sender).send(errors, context)
-    assert scrubbed == ["Opening study for hong@example.com"]
-    assert len(sender.sent[0]["breadcrumbs"]["values"]) == 1
+    [crumb] = sender.sent[0]["breadcrumbs"]["values"]
+    assert crumb["message"] == "Opening study for [REDACTED:email]"

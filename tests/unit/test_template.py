@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from logpipe.boundary import Boundary
 from logpipe.formats import parse_line
 from logpipe.health import HEALTH_METRICS, HealthMetrics
 from logpipe.metrics import MetricAggregator, MetricRule, load_metric_rules
@@ -1829,7 +1830,6 @@ def test_langfuse_delivery_failure_alarm_watches_the_series_the_pipeline_publish
     from logpipe.langfuse.sink import SINK_NAME, LangfuseSink
     from logpipe.parking import MemoryParkingLot
     from logpipe.pipeline import IngestPipeline
-    from logpipe.scrub import Scrubber
     from logpipe.settings import Settings
     from logpipe.sinks import DeliveryOutcome
     from payloads import data_message, subscription_event
@@ -1862,7 +1862,7 @@ def test_langfuse_delivery_failure_alarm_watches_the_series_the_pipeline_publish
         Settings(environment=environment),
         rules=load_metric_rules(),
         parking=MemoryParkingLot(),
-        scrubber=Scrubber.default(),
+        boundary=Boundary.default(),
         sinks=[LangfuseSink(_RefusingPoster(), MemoryLedger())],
         health=HealthMetrics(
             environment=environment,

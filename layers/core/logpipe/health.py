@@ -38,6 +38,7 @@ HEALTH_METRICS: dict[str, str] = {
     "metric_bad_values": "MetricValueErrors",
     "metric_out_of_window": "MetricPointsOutOfWindow",
     "emf_documents": "EmfDocuments",
+    "scrub_failures": "ScrubFailures",
 }
 
 

@@ -1,8 +1,10 @@
-"""The ingest pipeline: decode -> assemble (reassemble, parse) -> classify -> metrics -> scrub -> sinks -> park.
+"""The ingest pipeline: decode -> assemble (reassemble, parse) -> classify -> metrics -> sinks -> park.
 
-Scrubbing happens at the boundary: every record handed to a sink and every parked item is scrubbed
-in full (message, raw text, exception, fields); records that never leave the function (the "other"
-kind, which only feeds the metric rules) are not, because nothing of them leaves but numbers.
+Scrubbing happens at the boundary (``logpipe.boundary``), where things are serialized to leave: each
+sink passes its payload (Sentry event, generation) through it, every parked item passes through it
+here on its way to the parking lot, and so does every line of the pipeline's own log. Records are
+read unscrubbed; records that never leave the function (the "other" kind, which only feeds the
+metric rules) are never scrubbed, because nothing of them leaves but numbers.
 
 Order matters for retries: everything that can fail is done before the first externally visible
 side effect (EMF on stdout), so the one failure that must fail the invocation -- the parking queue
@@ -16,12 +18,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from logpipe.assemble import assemble_records, stream_context
+from logpipe.boundary import Boundary, BoundaryLogFilter
 from logpipe.classify import RecordKind, classify
 from logpipe.decode import LogBatch, MalformedPayloadError, decode_payload, iter_payloads
 from logpipe.metrics import MetricAggregator, MetricRuleSet
@@ -36,28 +39,18 @@ SEND_SAFETY_MARGIN_SECONDS = 3.0
 DEFAULT_SEND_BUDGET_SECONDS = 30.0
 
 
-class TextScrubber(Protocol):
-    """What the pipeline needs from the scrubber (``logpipe.scrub.Scrubber``)."""
-
-    def scrub(self, text: str) -> str:
-        """Mask PII and secrets in text; return the same object when nothing matched."""
-        ...
-
-    def scrub_value(self, value: object) -> object:
-        """Mask PII and secrets inside structured values; return the same object when unchanged."""
-        ...
-
-
 class _RunParking:
-    """Forwards to the parking lot and remembers this run's items, for the last-resort path."""
+    """Scrubs each item at the boundary, forwards it to the parking lot and remembers it for the last-resort path."""
 
-    def __init__(self, lot: ParkingLot) -> None:
+    def __init__(self, lot: ParkingLot, boundary: Boundary) -> None:
         self.lot = lot
+        self.boundary = boundary
         self.items: list[ParkedItem] = []
 
     def park(self, item: ParkedItem) -> None:
-        self.items.append(item)
-        self.lot.park(item)
+        clean = self.boundary.parked(item)
+        self.items.append(clean)
+        self.lot.park(clean)
 
     def flush(self) -> int:
         return self.lot.flush()
@@ -130,7 +123,7 @@ class IngestPipeline:
         *,
         rules: MetricRuleSet,
         parking: ParkingLot,
-        scrubber: TextScrubber | None,
+        boundary: Boundary,
         sinks: Sequence[Sink] = (),
         health: HealthPublisher | None = None,
         emf_writer: Callable[[bytes], object] = _stdout_writer,
@@ -142,22 +135,18 @@ class IngestPipeline:
         self.settings = settings
         self.rules = rules
         self.parking = parking
-        self.scrubber = scrubber if settings.scrub_enabled else None
+        self.boundary = boundary
         self.sinks = tuple(sinks)
-        # LLM calls of these services keep prompt and response as logged, on their way to Langfuse only.
-        self._prompt_services = settings.langfuse_unscrubbed_prompt_services if self.scrubber else frozenset()
-        self._prompt_keys: frozenset[str] = frozenset()
-        if self._prompt_services:
-            from logpipe.langfuse.mapping import CONTENT_KEYS  # only when a service opted out
-
-            self._prompt_keys = CONTENT_KEYS
         self.health = health
         self.emf_writer = emf_writer
         self.logger = logger if logger is not None else logging.getLogger("logpipe")
+        if not any(isinstance(existing, BoundaryLogFilter) for existing in self.logger.filters):
+            # The pipeline's own log lines leave too (to CloudWatch, and on to whatever reads it).
+            self.logger.addFilter(boundary.log_filter())
         self.clock = clock
         self.keep_records = keep_records
         self._wanted = frozenset(sink.kind for sink in self.sinks)
-        self._run_parking = _RunParking(parking)
+        self._run_parking = _RunParking(parking, boundary)
 
     def run(self, event: Mapping[str, Any], remaining_ms: Callable[[], int] | None = None) -> IngestSummary:
         """Process one Lambda event (direct subscription or Kinesis) end to end; never raises."""
@@ -166,7 +155,7 @@ class IngestPipeline:
         counters = summary.counters
         aggregator = MetricAggregator(self.rules)
         by_kind: dict[RecordKind, list[LogRecord]] = {kind: [] for kind in RecordKind}
-        parking = _RunParking(self.parking)
+        parking = _RunParking(self.parking, self.boundary)
         self._run_parking = parking
         all_records: list[LogRecord] | None = [] if self.sinks else None
         summary.from_kinesis = isinstance(event.get("Records"), list)
@@ -187,6 +176,7 @@ class IngestPipeline:
                 self._park_unprocessable_batch(batch, error, counters)
         self._deliver(by_kind, counters, all_records or [], self._deadline(remaining_ms))
         self._flush_parking(parking, counters)
+        counters.update(self.boundary.take_counters())
         if self.settings.metrics_enabled:
             counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
         counters["metric_bad_values"] += aggregator.totals.bad_values
@@ -219,7 +209,7 @@ class IngestPipeline:
                 ParkedItem(
                     reason=ParkReason.MALFORMED_EVENT,
                     detail=bad.problem,
-                    body=self._scrub_text(body),
+                    body=body,
                     item_id=item_id_for(batch.payload_id, body),
                     log_group=batch.log_group,
                     log_stream=batch.log_stream,
@@ -237,52 +227,10 @@ class IngestPipeline:
             kind = classify(record)
             kind_counts[kind] += 1
             observe(record)
-            if kind in wanted:
-                by_kind[kind].append(self._scrub_record(record, keep_prompts=kind is RecordKind.LLM))
-            elif keep:
+            if kind in wanted or keep:
                 by_kind[kind].append(record)
         for kind, count in kind_counts.items():
             counters[f"records.{kind.value}"] += count
-
-    def _scrub_text(self, text: str) -> str:
-        return text if self.scrubber is None else self.scrubber.scrub(text)
-
-    def _scrub_record(self, record: LogRecord, *, keep_prompts: bool = False) -> LogRecord:
-        """The record as it may leave the function: every text part and every field scrubbed.
-
-        Except, with ``keep_prompts`` (LLM records on their way to the LLM sink), the prompt and response
-        fields of the services in ``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES`` (raw text, message and
-        other fields still scrubbed). Records borrowed as context (breadcrumbs) are scrubbed in full.
-        """
-        scrubber = self.scrubber
-        if scrubber is None:
-            return record
-        raw = scrubber.scrub(record.raw)
-        if raw is record.raw:
-            # Message, exception and fields were all parsed out of ``raw``: a clean raw text means
-            # clean parts, so the (much costlier) walk over every field is only paid when needed.
-            return record
-        message = scrubber.scrub(record.message)
-        exception = None if record.exception is None else scrubber.scrub(record.exception)
-        source = record.fields
-        kept = self._prompt_keys
-        if keep_prompts and record.service in self._prompt_services:
-            # The service owner chose to see these prompts as logged; the rest of the record stays scrubbed.
-            others = scrubber.scrub_value({key: value for key, value in source.items() if key not in kept})
-            fields: object = (
-                {key: value if key in kept else others[key] for key, value in source.items()}
-                if isinstance(others, Mapping)
-                else source
-            )
-        else:
-            fields = scrubber.scrub_value(source)
-        return replace(
-            record,
-            raw=raw,
-            message=message,
-            exception=exception,
-            fields=fields if isinstance(fields, Mapping) else record.fields,
-        )
 
     def _deadline(self, remaining_ms: Callable[[], int] | None) -> float:
         budget = DEFAULT_SEND_BUDGET_SECONDS if remaining_ms is None else remaining_ms() / 1000
@@ -296,7 +244,7 @@ class IngestPipeline:
         deadline: float,
     ) -> None:
         context = SendContext(
-            batch_records=all_records, scrub_record=self._scrub_record, parking=self._run_parking, deadline=deadline
+            batch_records=all_records, boundary=self.boundary, parking=self._run_parking, deadline=deadline
         )
         for sink in self.sinks:
             records = by_kind[sink.kind]
@@ -323,12 +271,11 @@ class IngestPipeline:
     def _park_malformed_payload(self, error: MalformedPayloadError, source: str, counters: Counter[str]) -> None:
         counters["malformed_payloads"] += 1
         counters[f"malformed.{error.kind.value}"] += 1
-        body = self._scrub_text(error.salvage)
         self._run_parking.park(
             ParkedItem(
                 reason=ParkReason.MALFORMED_PAYLOAD,
                 detail=f"{error.kind.value}: {error.detail}",
-                body=body,
+                body=error.salvage,
                 item_id=error.payload_id,
                 source=source,
             ),
@@ -341,14 +288,13 @@ class IngestPipeline:
 
     def _park_unprocessable_batch(self, batch: LogBatch, error: Exception, counters: Counter[str]) -> None:
         counters["processing_errors"] += 1
-        events = []
-        for event in batch.events:
-            message = event.get("message") if isinstance(event, dict) else None
-            if isinstance(message, str) and self.scrubber is not None:
-                event = {**event, "message": self.scrubber.scrub(message)}  # noqa: PLW2901 - scrubbed copy, error path only
-            events.append(event)
         body = orjson.dumps(
-            {"logGroup": batch.log_group, "logStream": batch.log_stream, "owner": batch.owner, "logEvents": events},
+            {
+                "logGroup": batch.log_group,
+                "logStream": batch.log_stream,
+                "owner": batch.owner,
+                "logEvents": batch.events,
+            },
             default=str,
         ).decode()
         self._run_parking.park(

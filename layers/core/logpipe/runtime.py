@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from logpipe.boundary import Boundary
 from logpipe.health import HealthMetrics
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot, ParkingLot, SqsParkingLot
 from logpipe.pipeline import IngestPipeline
-from logpipe.scrub import Scrubber, load_scrub_rules
+from logpipe.scrub_rules import load_scrub_config
 from logpipe.settings import Settings, SettingsError
 from logpipe.sinks import Sink
 
@@ -82,15 +83,27 @@ def build_replayer(settings: Settings) -> Replayer:
     )
 
 
+def build_boundary(settings: Settings) -> Boundary:
+    """Settings -> the PHI boundary everything that leaves passes through."""
+    return Boundary(
+        load_scrub_config(settings.scrub_rules_path),
+        ip_addresses=settings.scrub_ip_addresses,
+        prompt_services=settings.langfuse_unscrubbed_prompt_services,
+        enabled=settings.scrub_enabled,
+    )
+
+
 def build_ingest_pipeline(settings: Settings) -> IngestPipeline:
-    """Settings -> rules, scrubber, parking, sinks, health -> pipeline."""
+    """Settings -> rules, boundary, parking, sinks, health -> pipeline."""
+    boundary = build_boundary(settings)
     logger = build_logger()
-    scrubber = Scrubber(load_scrub_rules(settings.scrub_rules_path)) if settings.scrub_enabled else None
+    # Before anything logs: the pipeline's own lines pass the boundary too.
+    logger.addFilter(boundary.log_filter())
     return IngestPipeline(
         settings,
         rules=load_metric_rules(settings.metric_rules_path),
         parking=build_parking(settings, logger),
-        scrubber=scrubber,
+        boundary=boundary,
         sinks=build_sinks(settings),
         health=HealthMetrics(settings.environment, service=PIPELINE_SERVICE),
         logger=logger,

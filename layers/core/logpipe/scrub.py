@@ -1,37 +1,31 @@
 r"""Single-pass PII and secret scrubbing for log text.
 
-A :class:`Scrubber` joins the rules into one alternation regex (one named group
-per rule) and masks all matches with a single ``re.sub`` whose callback picks
-the replacement by ``match.lastgroup``. Cheap literal ``triggers`` and
-``prefilter`` regexes are checked first: a line on which no rule can match
-(most lines) costs those searches and is returned as the very same ``str``
-object; otherwise only the rules whose gates fired are joined (compiled once
-per such subset and cached) and applied in one pass.
+A :class:`Scrubber` checks cheap literal ``triggers`` and ``prefilter`` regexes
+first: a line on which no rule can match (most lines) costs those searches and
+is returned as the very same ``str`` object. Otherwise each rule whose gate
+opened searches the text with its own compiled regex, and the matches are
+merged left to right -- the leftmost match wins, at the same position the
+earlier rule, and scanning resumes after it -- which is exactly what one
+alternation of those rules would do. Separate searches are used because
+Python's ``re`` skips quickly to positions where a pattern's first character
+class can match only when the pattern does not start with an alternation.
 
-Rules file schema (JSON, UTF-8)::
+Rules come from the rules file (``logpipe/rules/scrub.json``; schema, key
+groups and loading in :mod:`logpipe.scrub_rules`). One text rule::
 
     {
-      "version": 1,
-      "rules": [
-        {
-          "name": "email",                       # identifier, unique, no "__"
-          "pattern": "...",                      # Python regex, or a list of
-                                                 # strings that are concatenated
-          "replacement": "[REDACTED:email]",     # no double quote, backslash or
-                                                 # control character (JSON-safe)
-          "triggers": ["@"],                     # optional, literal substrings
-          "prefilter": null,                     # optional, regex
-          "ignore_case": false,                  # optional
-          "validator": null,                     # optional: "luhn"
-          "description": "..."                   # optional, ignored
-        }
-      ]
+      "name": "email",                       # identifier, unique, no "__"
+      "pattern": "...",                      # Python regex, or a list of
+                                             # strings that are concatenated
+      "replacement": "[REDACTED:email]",     # no double quote, backslash or
+                                             # control character (JSON-safe)
+      "triggers": ["@"],                     # optional, literal substrings
+      "prefilter": null,                     # optional, regex
+      "ignore_case": false,                  # optional
+      "validator": null,                     # optional: luhn, rrn, ip_address
+      "transform": null,                     # optional: hl7 (masks by position)
+      "description": "..."                   # optional, ignored
     }
-
-Unknown keys, bad regexes, unsafe replacements, unknown validators and
-duplicate or invalid names raise :class:`ScrubRulesError`. Point
-:func:`load_scrub_rules` at your own file to drop, change or add rules; the
-bundled defaults live in ``logpipe/rules/scrub.json``.
 
 Rule semantics:
 
@@ -50,55 +44,59 @@ Rule semantics:
   rest of the match stays as is. Empty groups work as plain position markers,
   e.g. ``password=(?P<pre>)[^ ]+``. Alternatives of one pattern can use their
   own ``pre_a`` / ``post_a`` and so on.
+* Several spans: when a rule has groups named ``mask`` / ``mask_<x>``, each of
+  them that participates is replaced instead (``pre``/``post`` are then
+  ignored), e.g. a key id and the secret that stands beside it.
 * Other named groups, named back-references ``(?P=name)`` and conditionals
   ``(?(name)...)`` are allowed (they are renamed per rule internally);
   numbered back-references and global inline flags such as ``(?i)`` are not,
   use scoped flags ``(?i:...)`` or ``ignore_case`` instead.
 * A match whose masked part already starts with any rule's replacement is left
-  alone, which keeps ``scrub`` idempotent. A whole match that is a bare JSON
+  alone, which keeps ``scrub`` idempotent. A masked part that is a bare JSON
   value (``{"card": 4111...}``, ``[4111..., ...]``) gets a quoted replacement,
   so JSON stays valid.
 * ``validator`` runs on the masked part; if it rejects, the text is kept.
+* ``transform`` rewrites the whole match instead of replacing a span (HL7
+  segments: fields are masked by position); it must be idempotent.
+* Every pattern must run in linear time on adversarial input: bounded or
+  possessive repetition, no nested unbounded quantifiers over overlapping
+  classes. ``tests/unit/test_regex_linear.py`` times every bundled pattern.
 
-Known limits of the bundled rules: they find PII by shape or by key, so a name
-in free text ("patient Hong Gildong arrived") is not found; resident
-registration numbers need their dash; a key-dependent value that is a JSON
-number, ``null`` or list (``"password": 1234``) is left alone because masking
-it would need quotes the document does not have.
+This module is the text engine. Structured values (dicts, lists, numbers, JSON
+inside strings) go through :class:`logpipe.boundary.Boundary`, which applies
+key-aware and format-aware rules and calls this engine for every string.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import heapq
+import ipaddress
 import itertools
-import json
 import operator
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    import os
 
 __all__ = [
+    "IP_ADDRESS_POLICIES",
     "ScrubRule",
     "ScrubRulesError",
     "Scrubber",
     "load_scrub_rules",
 ]
 
-RULES_VERSION: Final = 1
-
 _NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-_CONTEXT_GROUP_RE: Final = re.compile(r"(?P<kind>pre|post)(?:_[A-Za-z0-9_]+)?")
-_TOP_KEYS: Final = frozenset({"version", "rules", "description"})
-# Past this many distinct rule subsets the full regex is used; it is always
-# correct, only slower, so the cache cannot grow without bound.
-_MAX_COMBINED_CACHE: Final = 256
-# A whole match that stands where a JSON value stands (a number such as a card
+_CONTEXT_GROUP_RE: Final = re.compile(r"(?P<kind>pre|post|mask)(?:_[A-Za-z0-9_]+)?")
+# Up to this length one regex finds the triggers faster than one substring search per trigger.
+_SHORT_TEXT: Final = 32
+# A masked span that stands where a JSON value stands (a number such as a card
 # number) must become a quoted string, or the document breaks. An unescaped
 # quote right before ':' cannot occur inside a JSON string, so after '"key":'
 # that is certain; after '[' or ',' the text is scanned to make sure the match
@@ -106,8 +104,11 @@ _MAX_COMBINED_CACHE: Final = 256
 _JSON_KEY_BEFORE: Final = re.compile(r'(?<!\\)"\s*:\s*\Z')
 _JSON_ITEM_BEFORE: Final = re.compile(r"[\[,]\s*\Z")
 _JSON_VALUE_AFTER: Final = re.compile(r"\s*(?:[,}\]]|\Z)")
-_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*+"')
 _JSON_START: Final = re.compile(r"\s*[\[{]")
+
+IpAddressPolicy = Literal["public", "all", "none"]
+IP_ADDRESS_POLICIES: Final[tuple[IpAddressPolicy, ...]] = ("public", "all", "none")
 
 
 class ScrubRulesError(ValueError):
@@ -125,9 +126,16 @@ class ScrubRule:
     prefilter: str | None = None
     ignore_case: bool = False
     validator: str | None = None
+    transform: str | None = None
 
+
+# --------------------------------------------------------------------------
+# Validators: run on the span a rule would mask; False keeps the text
+# --------------------------------------------------------------------------
 
 _LUHN_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_RRN_WEIGHTS: Final = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
+_DIGITS_IN_RRN: Final = 13
 
 
 def _luhn_ok(text: str) -> bool:
@@ -138,59 +146,78 @@ def _luhn_ok(text: str) -> bool:
     return (sum(digits[0::2]) + sum(_LUHN_DOUBLED[d] for d in digits[1::2])) % 10 == 0
 
 
-VALIDATORS: Final[Mapping[str, Callable[[str], bool]]] = {"luhn": _luhn_ok}
+def _rrn_ok(text: str) -> bool:
+    """A resident registration number: with a separator any; without one only with a valid check digit.
+
+    Numbers issued since October 2020 no longer carry a check digit, so a separated form is masked
+    on its shape (the pattern already checks the birth date and the sex digit). Thirteen bare digits
+    are far more often something else (ids, epoch milliseconds), so there the check digit decides.
+    """
+    digits = [ord(c) - 48 for c in text if "0" <= c <= "9"]
+    if len(digits) != _DIGITS_IN_RRN:
+        return False
+    if len(text) > _DIGITS_IN_RRN:
+        return True
+    total = sum(d * w for d, w in zip(digits, _RRN_WEIGHTS, strict=False))
+    return (11 - total % 11) % 10 == digits[12]
+
+
+# RFC 1918 and RFC 6598 (shared address space) for IPv4, RFC 4193 (ULA) for IPv6, plus loopback,
+# link-local and unspecified: addresses operators need to see and that identify no person.
+_PRIVATE_NETWORKS: Final = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "0.0.0.0/32",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+        "::/128",
+    )
+)
+
+
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(address.version == net.version and address in net for net in _PRIVATE_NETWORKS)
+
+
+def ip_address_validator(policy: IpAddressPolicy) -> Callable[[str], bool]:
+    """The ``ip_address`` validator for a policy: mask public addresses only, or all, or none."""
+
+    def validate(text: str) -> bool:
+        address = _ip_address(text)
+        if address is None or policy == "none":
+            return False
+        return policy == "all" or not _is_private_address(address)
+
+    return validate
+
+
+VALIDATORS: Final[Mapping[str, Callable[[str], bool]]] = {
+    "luhn": _luhn_ok,
+    "rrn": _rrn_ok,
+    "ip_address": ip_address_validator("public"),
+}
+# Transforms are supplied by whoever builds the scrubber (the HL7 one needs the rules file's
+# segment table); these names are the ones a rules file may use.
+TRANSFORM_NAMES: Final = frozenset({"hl7"})
 
 
 # --------------------------------------------------------------------------
-# Loading and validation
+# Validation of one rule
 # --------------------------------------------------------------------------
-
-
-def _default_rules_text() -> tuple[str, str]:
-    res = resources.files(__package__ or "logpipe").joinpath("rules", "scrub.json")
-    return str(res), res.read_text(encoding="utf-8")
-
-
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
-    if dupes:
-        raise ValueError(f"duplicate key(s) {', '.join(map(repr, dupes))} in one object")
-    return dict(pairs)
-
-
-def load_scrub_rules(path: str | os.PathLike[str] | None = None) -> tuple[ScrubRule, ...]:
-    """Load and validate rules from ``path``; ``None`` means the bundled defaults."""
-    source = "<bundled logpipe/rules/scrub.json>" if path is None else os.fspath(path)
-    try:
-        if path is None:
-            source, raw = _default_rules_text()
-        else:
-            raw = Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScrubRulesError(f"{source}: cannot read rules file: {exc}") from exc
-    try:
-        doc = json.loads(raw, object_pairs_hook=_reject_duplicate_keys)
-    except ValueError as exc:  # JSONDecodeError is a ValueError too
-        raise ScrubRulesError(f"{source}: not valid JSON: {exc}") from exc
-    rules = _parse_document(doc, source)
-    _check_rules(rules, source)
-    return rules
-
-
-def _parse_document(doc: object, source: str) -> tuple[ScrubRule, ...]:
-    if not isinstance(doc, dict):
-        raise ScrubRulesError(f"{source}: top level must be a JSON object")
-    unknown = sorted(set(doc) - _TOP_KEYS)
-    if unknown:
-        raise ScrubRulesError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
-    version = doc.get("version")
-    if version != RULES_VERSION or isinstance(version, bool):
-        raise ScrubRulesError(f"{source}: 'version' must be {RULES_VERSION}, got {version!r}")
-    items = doc.get("rules")
-    if not isinstance(items, list):
-        raise ScrubRulesError(f"{source}: 'rules' must be a list")
-    return tuple(_parse_rule(item, source, index) for index, item in enumerate(items))
 
 
 def _is_str(value: object) -> bool:
@@ -201,50 +228,8 @@ def _is_opt_str(value: object) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _is_str_list(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
-
-
-# key -> (type check, expected type for the message)
-_FIELD_CHECKS: Final[Mapping[str, tuple[Callable[[object], bool], str]]] = {
-    "name": (_is_str, "a string"),
-    "pattern": (_is_str, "a string or a non-empty list of strings"),
-    "replacement": (_is_str, "a string"),
-    "triggers": (_is_str_list, "a list of strings"),
-    "prefilter": (_is_opt_str, "a string or null"),
-    "ignore_case": (_is_bool, "true or false"),
-    "validator": (_is_opt_str, "a string or null"),
-    "description": (_is_opt_str, "a string or null"),
-}
-_REQUIRED_KEYS: Final = ("name", "pattern", "replacement")
-
-
-def _parse_rule(item: object, source: str, index: int) -> ScrubRule:
-    where = f"{source}: rule #{index}"
-    if not isinstance(item, dict):
-        raise ScrubRulesError(f"{where}: must be a JSON object")
-    if isinstance(item.get("name"), str):
-        where = f"{source}: rule {item['name']!r} (#{index})"
-    unknown = sorted(set(item) - set(_FIELD_CHECKS))
-    if unknown:
-        raise ScrubRulesError(f"{where}: unknown key(s): {', '.join(unknown)}")
-    missing = [key for key in _REQUIRED_KEYS if key not in item]
-    if missing:
-        raise ScrubRulesError(f"{where}: missing required key(s): {', '.join(missing)}")
-    fields = dict(item)
-    if _is_str_list(fields["pattern"]) and fields["pattern"]:
-        fields["pattern"] = "".join(fields["pattern"])
-    for key, value in fields.items():
-        check, expected = _FIELD_CHECKS[key]
-        if not check(value):
-            raise ScrubRulesError(f"{where}: {key!r} must be {expected}")
-    fields.pop("description", None)
-    fields["triggers"] = tuple(fields.get("triggers", ()))
-    return ScrubRule(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +240,7 @@ class _Prepared:
     group_pattern: str
     pre_groups: tuple[str, ...]
     post_groups: tuple[str, ...]
+    mask_groups: tuple[str, ...]
     prefilter: re.Pattern[str] | None
 
 
@@ -327,7 +313,7 @@ def _namespace_groups(pattern: str, prefix: str) -> tuple[str, bool]:
     return "".join(out), top_level_alternation
 
 
-def _field_problems(rule: ScrubRule) -> Iterator[str]:
+def _field_problems(rule: ScrubRule, validators: Mapping[str, object]) -> Iterator[str]:
     """Yield what is wrong with the plain fields of ``rule``; the first problem matters."""
     types_ok = (
         _is_str(rule.pattern)
@@ -337,6 +323,7 @@ def _field_problems(rule: ScrubRule) -> Iterator[str]:
         and _is_opt_str(rule.prefilter)
         and _is_bool(rule.ignore_case)
         and _is_opt_str(rule.validator)
+        and _is_opt_str(rule.transform)
     )
     if not types_ok:
         yield "fields have the wrong types (see ScrubRule)"
@@ -350,8 +337,10 @@ def _field_problems(rule: ScrubRule) -> Iterator[str]:
         yield "replacement must not be empty"
     if any(c in '"\\' or ord(c) < 0x20 or c == "\x7f" for c in rule.replacement):
         yield f"replacement {rule.replacement!r} is not JSON-safe: no double quotes, backslashes or control characters"
-    if rule.validator is not None and rule.validator not in VALIDATORS:
-        yield f"unknown validator {rule.validator!r}; known: {', '.join(sorted(VALIDATORS))}"
+    if rule.validator is not None and rule.validator not in validators:
+        yield f"unknown validator {rule.validator!r}; known: {', '.join(sorted(validators))}"
+    if rule.transform is not None and rule.transform not in TRANSFORM_NAMES:
+        yield f"unknown transform {rule.transform!r}; known: {', '.join(sorted(TRANSFORM_NAMES))}"
     if not all(rule.triggers):
         yield "triggers must be non-empty strings"
 
@@ -363,9 +352,14 @@ def _compile(pattern: str, flags: int, what: str) -> re.Pattern[str]:
         raise ValueError(f"bad {what}: {exc}") from exc
 
 
-def _prepare(rule: ScrubRule, source: str) -> _Prepared:
+def check_rule(rule: ScrubRule, source: str, validators: Mapping[str, object] = VALIDATORS) -> None:
+    """Raise ``ScrubRulesError`` (prefixed with ``source``) if ``rule`` cannot be used."""
+    _prepare(rule, source, validators)
+
+
+def _prepare(rule: ScrubRule, source: str, validators: Mapping[str, object]) -> _Prepared:
     """Validate one rule and rewrite its pattern; raise ScrubRulesError on problems."""
-    problem = next(_field_problems(rule), None)
+    problem = next(_field_problems(rule, validators), None)
     if problem is not None:
         raise ScrubRulesError(f"{source}: rule {rule.name!r}: {problem}")
     try:
@@ -390,25 +384,33 @@ def _prepare_pattern(rule: ScrubRule) -> _Prepared:
     # regex engine skip non-starting positions cheaply.
     group_pattern = f"{rewritten}(?P<{rule.name}>)"
     _compile(f"x|{group_pattern}", 0, "pattern (cannot be combined with other rules)")
-    pre: list[str] = []
-    post: list[str] = []
+    groups: dict[str, list[str]] = {"pre": [], "post": [], "mask": []}
     for group in own.groupindex:
         ctx = _CONTEXT_GROUP_RE.fullmatch(group)
         if ctx is not None:
-            (pre if ctx["kind"] == "pre" else post).append(f"{rule.name}__{group}")
+            groups[ctx["kind"]].append(f"{rule.name}__{group}")
     prefilter = None if rule.prefilter is None else _compile(rule.prefilter, flags, "prefilter")
-    return _Prepared(rule, group_pattern, tuple(pre), tuple(post), prefilter)
+    return _Prepared(rule, group_pattern, tuple(groups["pre"]), tuple(groups["post"]), tuple(groups["mask"]), prefilter)
 
 
-def _check_rules(rules: Sequence[ScrubRule], source: str) -> tuple[_Prepared, ...]:
+def _check_rules(
+    rules: Sequence[ScrubRule], source: str, validators: Mapping[str, object] = VALIDATORS
+) -> tuple[_Prepared, ...]:
     seen: set[str] = set()
     prepared = []
     for rule in rules:
         if rule.name in seen:
             raise ScrubRulesError(f"{source}: rule {rule.name!r}: duplicate rule name")
         seen.add(rule.name)
-        prepared.append(_prepare(rule, source))
+        prepared.append(_prepare(rule, source, validators))
     return tuple(prepared)
+
+
+def load_scrub_rules(path: str | os.PathLike[str] | None = None) -> tuple[ScrubRule, ...]:
+    """The text rules of a rules file (its key groups' rules included); ``None`` means the bundled file."""
+    from logpipe.scrub_rules import load_scrub_config
+
+    return load_scrub_config(path).text_rules
 
 
 # --------------------------------------------------------------------------
@@ -416,7 +418,22 @@ def _check_rules(rules: Sequence[ScrubRule], source: str) -> tuple[_Prepared, ..
 # --------------------------------------------------------------------------
 
 _Handler = Callable[["re.Match[str]"], str]
-_Sub = Callable[[_Handler, str], str]
+
+
+def _merge_superstrings(trigger_bits: dict[str, int]) -> dict[str, int]:
+    """Fold each trigger into a shorter one it contains: fewer substring searches, the same gates opened.
+
+    A text containing "username" contains "user", so "user" can open the rules of both; gates only
+    have to be necessary conditions, and a shorter trigger is a weaker (still necessary) one.
+    """
+    kept: dict[str, int] = {}
+    for trigger in sorted(trigger_bits, key=len):
+        into = next((short for short in kept if short in trigger), None)
+        if into is None:
+            kept[trigger] = trigger_bits[trigger]
+        else:
+            kept[into] |= trigger_bits[trigger]
+    return kept
 
 
 class _StringSpans(threading.local):
@@ -456,7 +473,12 @@ def _is_bare_json_value(text: str, a: int, b: int) -> bool:
     return not _STRING_SPANS.inside(text, a)
 
 
-def _make_handler(p: _Prepared, masks: tuple[str, ...]) -> _Handler:
+def _make_handler(
+    p: _Prepared,
+    masks: tuple[str, ...],
+    validators: Mapping[str, Callable[[str], bool]],
+    transforms: Mapping[str, Callable[[str], str]],
+) -> _Handler:
     """Build the per-rule replacement callback used by the combined ``re.sub``.
 
     ``masks`` holds every rule's replacement: a span that already starts with
@@ -464,8 +486,40 @@ def _make_handler(p: _Prepared, masks: tuple[str, ...]) -> _Handler:
     """
     repl = p.rule.replacement
     quoted = f'"{repl}"'
-    pre_groups, post_groups = p.pre_groups, p.post_groups
-    validator = VALIDATORS[p.rule.validator] if p.rule.validator else None
+    pre_groups, post_groups, mask_groups = p.pre_groups, p.post_groups, p.mask_groups
+    validator = validators[p.rule.validator] if p.rule.validator else None
+    if p.rule.transform is not None:
+        transform = transforms[p.rule.transform]
+
+        def rewrite(m: re.Match[str]) -> str:
+            return transform(m.group())
+
+        return rewrite
+
+    def masked(text: str, a: int, b: int) -> str | None:
+        """The replacement for ``text[a:b]``, or None to keep it."""
+        if a >= b or text.startswith(masks, a):
+            return None
+        if validator is not None and not validator(text[a:b]):
+            return None
+        return quoted if _is_bare_json_value(text, a, b) else repl
+
+    if mask_groups:
+
+        def handle_spans(m: re.Match[str]) -> str:
+            text, start, end = m.string, m.start(), m.end()
+            spans = sorted((m.start(g), m.end(g)) for g in mask_groups if m.start(g) >= 0)
+            out: list[str] = []
+            cursor = start
+            for a, b in spans:
+                replacement = masked(text, a, b)
+                if replacement is not None and a >= cursor:
+                    out.extend((text[cursor:a], replacement))
+                    cursor = b
+            out.append(text[cursor:end])
+            return "".join(out)
+
+        return handle_spans
 
     def handle(m: re.Match[str]) -> str:
         start, end = m.span()
@@ -479,13 +533,10 @@ def _make_handler(p: _Prepared, masks: tuple[str, ...]) -> _Handler:
                 b = gs
                 break
         text = m.string
-        if a >= b or text.startswith(masks, a):
+        replacement = masked(text, a, b)
+        if replacement is None:
             return m.group()
-        if validator is not None and not validator(text[a:b]):
-            return m.group()
-        if a == start and b == end and _is_bare_json_value(text, a, b):
-            return quoted
-        return f"{text[start:a]}{repl}{text[b:end]}"
+        return f"{text[start:a]}{replacement}{text[b:end]}"
 
     return handle
 
@@ -495,28 +546,46 @@ class Scrubber:
 
     __slots__ = (
         "_always_bits",
-        "_combined",
-        "_dispatch",
-        "_full_mask",
+        "_bits_of",
+        "_handlers",
         "_names",
         "_prefilters",
         "_prepared",
+        "_searches",
         "_trigger_bits",
+        "_trigger_search",
         "_triggers",
     )
 
-    def __init__(self, rules: Sequence[ScrubRule]) -> None:
-        """Validate and compile ``rules``; at the same position earlier rules win."""
-        prepared = _check_rules(rules, "<rules>")
+    def __init__(
+        self,
+        rules: Sequence[ScrubRule],
+        *,
+        ip_addresses: IpAddressPolicy = "public",
+        transforms: Mapping[str, Callable[[str], str]] | None = None,
+    ) -> None:
+        """Validate and compile ``rules``; at the same position earlier rules win.
+
+        ``ip_addresses`` sets what the ``ip_address`` validator masks (public addresses by default;
+        ``none`` drops those rules). ``transforms`` supplies the rewrite functions rules may name.
+        """
+        if ip_addresses not in IP_ADDRESS_POLICIES:
+            msg = f"ip_addresses must be one of {', '.join(IP_ADDRESS_POLICIES)}, got {ip_addresses!r}"
+            raise ScrubRulesError(msg)
+        validators = {**VALIDATORS, "ip_address": ip_address_validator(ip_addresses)}
+        if ip_addresses == "none":
+            rules = [rule for rule in rules if rule.validator != "ip_address"]
+        all_transforms = dict(transforms or {})
+        missing = sorted({r.transform for r in rules if r.transform is not None} - set(all_transforms))
+        if missing:
+            msg = f"<rules>: no implementation given for transform(s) {', '.join(map(repr, missing))}"
+            raise ScrubRulesError(msg)
+        prepared = _check_rules(rules, "<rules>", validators)
         self._prepared = prepared
         self._names = tuple(p.rule.name for p in prepared)
         masks = tuple(dict.fromkeys(p.rule.replacement for p in prepared))
-        handlers = {p.rule.name: _make_handler(p, masks) for p in prepared}
-
-        def dispatch(m: re.Match[str]) -> str:
-            return handlers[m.lastgroup](m)  # type: ignore[index]
-
-        self._dispatch: _Handler = dispatch
+        self._handlers = tuple(_make_handler(p, masks, validators, all_transforms) for p in prepared)
+        self._searches = tuple(re.compile(p.group_pattern).search for p in prepared)
         # Gates are inverted into "trigger -> rules it opens" and "prefilter ->
         # rules it opens" so each trigger is searched once per line and rules
         # sharing a prefilter share one regex search.
@@ -534,12 +603,16 @@ class Scrubber:
                 prefilters[pf_key] = (search, bits | bit)
             elif not p.rule.triggers:
                 always |= bit
+        trigger_bits = _merge_superstrings(trigger_bits)
         self._triggers = tuple(trigger_bits)
         self._trigger_bits = tuple(trigger_bits.values())
+        self._bits_of = trigger_bits
+        alternation = "|".join(re.escape(t) for t in sorted(trigger_bits, key=len, reverse=True))
+        self._trigger_search: Callable[[str], list[str]] = (
+            re.compile(f"(?=({alternation}))").findall if trigger_bits else (lambda _text: [])
+        )
         self._prefilters = tuple(prefilters.values())
         self._always_bits = always
-        self._full_mask = (1 << len(prepared)) - 1
-        self._combined: dict[int, _Sub] = {}
 
     @classmethod
     def default(cls) -> Scrubber:
@@ -548,7 +621,9 @@ class Scrubber:
         if scrubber is None:
             # Compiling the rules takes milliseconds; do it once per process
             # (a Lambda cold start), not per invocation.
-            scrubber = _DEFAULTS.setdefault(cls, cls(load_scrub_rules()))
+            from logpipe.scrub_rules import load_scrub_config
+
+            scrubber = _DEFAULTS.setdefault(cls, load_scrub_config().text_scrubber())
         return scrubber
 
     @property
@@ -561,76 +636,64 @@ class Scrubber:
 
     def _candidate_mask(self, text: str) -> int:
         """Bit mask of the rules that may match ``text`` (0 for most clean lines)."""
-        # list(map(...)) runs every substring search in C without a Python
-        # loop; on clean lines all of them have to run anyway.
-        hits = list(map(text.lower().__contains__, self._triggers))
         mask = self._always_bits
-        if True in hits:
-            mask |= functools.reduce(operator.or_, itertools.compress(self._trigger_bits, hits), 0)
+        if len(text) <= _SHORT_TEXT:
+            # One regex over a short text costs less than a substring search per trigger; it looks
+            # ahead at every position, so overlapping triggers are all found.
+            found = self._trigger_search(text.lower())
+            if found:
+                bits_of = self._bits_of
+                mask |= functools.reduce(operator.or_, (bits_of[trigger] for trigger in found), 0)
+        else:
+            # list(map(...)) runs every substring search in C without a Python loop; on clean
+            # lines all of them have to run anyway.
+            hits = list(map(text.lower().__contains__, self._triggers))
+            if True in hits:
+                mask |= functools.reduce(operator.or_, itertools.compress(self._trigger_bits, hits), 0)
         for search, bits in self._prefilters:
             if bits & ~mask and search(text) is not None:
                 mask |= bits
         return mask
 
-    def _sub_for(self, mask: int) -> _Sub:
-        sub = self._combined.get(mask)
-        if sub is None:
-            if len(self._combined) >= _MAX_COMBINED_CACHE:
-                mask = self._full_mask
-                sub = self._combined.get(mask)
-            if sub is None:
-                pattern = "|".join(p.group_pattern for i, p in enumerate(self._prepared) if mask >> i & 1)
-                sub = re.compile(pattern).sub
-                self._combined[mask] = sub
-        return sub
+    def _apply(self, text: str, mask: int) -> str:
+        """Mask the matches of the rules in ``mask``: leftmost first, earlier rule on ties, no overlaps."""
+        searches, handlers = self._searches, self._handlers
+        pending: list[tuple[int, int, re.Match[str]]] = []
+        index = 0
+        while mask:
+            if mask & 1 and (found := searches[index](text)) is not None:
+                pending.append((found.start(), index, found))
+            mask >>= 1
+            index += 1
+        if not pending:
+            return text
+        heapq.heapify(pending)
+        out: list[str] = []
+        done = 0
+        while pending:
+            start, index, found = heapq.heappop(pending)
+            if start < done:
+                # It overlaps a match taken before it: this rule looks again from where that one ended.
+                again = searches[index](text, done)
+                if again is not None:
+                    heapq.heappush(pending, (again.start(), index, again))
+                continue
+            out.append(text[done:start])
+            out.append(handlers[index](found))
+            done = found.end()
+            again = searches[index](text, done)
+            if again is not None:
+                heapq.heappush(pending, (again.start(), index, again))
+        out.append(text[done:])
+        return "".join(out)
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with all rule matches masked; the same object if clean."""
         mask = self._candidate_mask(text)
         if not mask:
             return text
-        out = self._sub_for(mask)(self._dispatch, text)
+        out = self._apply(text, mask)
         return text if out == text else out
-
-    def scrub_value(self, value: object) -> object:
-        """Recursively scrub strings in dicts, lists and tuples; same object if clean.
-
-        A dict entry whose key could be sensitive (a trigger or prefilter fires
-        on it, e.g. ``password`` or ``PatientName``) is scrubbed as the JSON
-        text ``{"key": value}`` so that key-dependent rules still see the key.
-        Keys are kept as they are; changed containers are new ``dict`` /
-        ``list`` / ``tuple`` objects, unchanged ones are returned as given.
-        """
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return self._scrub_dict(value)
-        if isinstance(value, list | tuple):
-            items = [self.scrub_value(v) for v in value]
-            if all(new is old for new, old in zip(items, value, strict=True)):
-                return value
-            return items if isinstance(value, list) else tuple(items)
-        return value
-
-    def _scrub_dict(self, value: dict[Any, Any]) -> object:
-        out: dict[Any, Any] = {}
-        changed = False
-        for key, item in value.items():
-            new = self._scrub_keyed(key, item) if isinstance(key, str) else self.scrub_value(item)
-            changed = changed or new is not item
-            out[key] = new
-        return out if changed else value
-
-    def _scrub_keyed(self, key: str, item: object) -> object:
-        if self._candidate_mask(key):
-            try:
-                doc = json.dumps({key: item}, ensure_ascii=False)
-            except (TypeError, ValueError):
-                doc = None  # not JSON-serialisable: strings below are still scrubbed
-            if doc is not None and (scrubbed := self.scrub(doc)) is not doc:
-                # The key itself may have been masked, so take the only value.
-                (item,) = json.loads(scrubbed).values()
-        return self.scrub_value(item)
 
 
 _DEFAULTS: dict[type[Scrubber], Scrubber] = {}

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from logpipe.scrub import IP_ADDRESS_POLICIES, IpAddressPolicy
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _ENVIRONMENTS = frozenset({"dev", "stg", "prod", "local", "test"})
@@ -16,6 +18,15 @@ _SERVICE_NAME = re.compile(r"[A-Za-z0-9._#/-]+")
 
 class SettingsError(ValueError):
     """A setting is missing or has an invalid value."""
+
+
+def _ip_policy(env: Mapping[str, str], name: str) -> IpAddressPolicy:
+    raw = env.get(name, "").strip().lower() or "public"
+    for policy in IP_ADDRESS_POLICIES:
+        if raw == policy:
+            return policy
+    msg = f"{name} must be one of {', '.join(IP_ADDRESS_POLICIES)}, got {raw!r}"
+    raise SettingsError(msg)
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -72,6 +83,8 @@ class Settings:
     metric_rules_path: str | None = None
     scrub_rules_path: str | None = None
     scrub_enabled: bool = True
+    # Which IP addresses leave masked: public ones (private ranges stay for debugging), all, or none.
+    scrub_ip_addresses: IpAddressPolicy = "public"
     metrics_enabled: bool = True
     in_lambda: bool = False
     dead_letter_queue_url: str | None = None
@@ -107,6 +120,7 @@ class Settings:
             metric_rules_path=_optional(source, "LOGPIPE_METRIC_RULES"),
             scrub_rules_path=_optional(source, "LOGPIPE_SCRUB_RULES"),
             scrub_enabled=_flag(source, "LOGPIPE_SCRUB_ENABLED", default=True),
+            scrub_ip_addresses=_ip_policy(source, "LOGPIPE_SCRUB_IP_ADDRESSES"),
             metrics_enabled=_flag(source, "LOGPIPE_METRICS_ENABLED", default=True),
             in_lambda=in_lambda,
             dead_letter_queue_url=_optional(source, "LOGPIPE_DEAD_LETTER_QUEUE_URL"),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from logpipe.classify import RecordKind
 from logpipe.parking import ParkingLot
 from logpipe.records import LogRecord
+
+if TYPE_CHECKING:
+    from logpipe.boundary import Boundary
 
 
 class DeliveryOutcome(StrEnum):
@@ -34,10 +37,10 @@ class Delivery:
 class SendContext:
     """What a sink may use besides its own records."""
 
-    # Every record of this invocation, in batch order, unscrubbed: only for context (breadcrumbs),
-    # and only after passing it through ``scrub_record``.
+    # Every record of this invocation, in batch order, unscrubbed: only for context (breadcrumbs).
     batch_records: Sequence[LogRecord]
-    scrub_record: Callable[[LogRecord], LogRecord]
+    # What leaves passes through this where it is serialized (the sink's payload, parked bodies).
+    boundary: Boundary
     parking: ParkingLot
     # time.monotonic() value by which sending must stop; what is not sent by then is parked.
     deadline: float

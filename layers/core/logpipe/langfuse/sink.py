@@ -7,8 +7,8 @@ and is skipped), POST it once, and settle every record of it -- delivered, parke
 not-before time (429 with Retry-After, 5xx and network errors after inline retries, the deadline),
 or dead-lettered (any other 4xx, or a 2xx whose OTLP partial_success reports rejected spans: the
 response never says which, so the whole chunk is dead-lettered with the server's message). Records
-handed to this sink are already scrubbed (except the prompts of services that opted out:
-``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES``, applied by the pipeline's boundary scrubbing).
+arrive unscrubbed; each generation passes through the PHI boundary before it is encoded or parked
+(prompts stay as logged only for the services in ``LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES``).
 """
 
 from __future__ import annotations
@@ -170,9 +170,10 @@ class LangfuseSink:
 
     def _map(self, records: Sequence[LogRecord], context: SendContext, deliveries: list[Delivery]) -> list[Generation]:
         generations: list[Generation] = []
+        scrub = context.boundary.generation
         for record in records:
             try:
-                generations.append(to_generation(record))
+                generations.append(scrub(to_generation(record)))
             except MappingError as error:
                 self._reject_record(record, f"mapping: {error}", context, deliveries)
             except Exception as error:  # noqa: BLE001 - an unforeseen shape costs one record, never the batch

@@ -1,6 +1,7 @@
 """The Sentry sink: error records -> Sentry events, sent concurrently with confirmed outcomes.
 
-Per invocation: build one event per error record (breadcrumbs scrubbed first), hold back all but
+Per invocation: build one event per error record and pass it through the PHI boundary (every field
+scrubbed, tags reduced to an allow-list), hold back all but
 the first N events of each fingerprint (spike protection; the last one sent reports how many were
 held back), send the rest in parallel within the deadline, and park or dead-letter every event that
 was not accepted. Every record gets exactly one outcome.
@@ -38,6 +39,13 @@ class EventSender(Protocol):
         ...
 
 
+def _not_json(value: object) -> str:
+    # The events are built from JSON types only; anything else (an SDK annotation object, say) must
+    # not make parking fail, and must not be parked as whatever its repr says.
+    del value
+    return "[REDACTED:unsupported_value]"
+
+
 def parked_event(event: dict[str, Any], service: str, result: SendResult, now: float) -> ParkedItem:
     """A Sentry event that could not be delivered, ready for the retry queue or the DLQ."""
     contexts = event.get("contexts", {}).get("cloudwatch", {})
@@ -45,7 +53,7 @@ def parked_event(event: dict[str, Any], service: str, result: SendResult, now: f
         sink=SINK_NAME,
         retry=result.outcome.should_retry,
         detail=f"{result.outcome.value}: {result.reason}",
-        body=orjson.dumps(event).decode(),
+        body=orjson.dumps(event, default=_not_json).decode(),
         item_id=str(event["event_id"]),
         log_group=str(contexts.get("log_group", "")),
         log_stream=str(contexts.get("log_stream", "")),
@@ -101,8 +109,7 @@ class SentrySink:
         self, records: Sequence[LogRecord], context: SendContext, deliveries: list[Delivery]
     ) -> list[tuple[LogRecord, dict[str, Any], str]]:
         prepared: list[tuple[LogRecord, dict[str, Any], str]] = []
-        # Errors of one request share their breadcrumbs: scrub each record once, not once per citing error.
-        scrubbed: dict[int, LogRecord] = {}
+        boundary = context.boundary
         for record in records:
             try:
                 dsn = self.router.dsn_for(record.service)
@@ -112,13 +119,8 @@ class SentrySink:
             if dsn is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
-            crumbs = []
-            for crumb in select_breadcrumbs(record, context.batch_records):
-                clean = scrubbed.get(id(crumb))
-                if clean is None:
-                    clean = scrubbed[id(crumb)] = context.scrub_record(crumb)
-                crumbs.append(clean)
-            prepared.append((record, build_event(record, breadcrumbs=crumbs), dsn))
+            crumbs = select_breadcrumbs(record, context.batch_records)
+            prepared.append((record, boundary.sentry_event(build_event(record, breadcrumbs=crumbs)), dsn))
         return prepared
 
     def _spike_protect(

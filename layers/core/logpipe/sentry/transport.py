@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from logpipe.delivery import HttpOutcome
 
 if TYPE_CHECKING:
@@ -172,12 +174,19 @@ class SentryClient:
         # the live one. Events carry both only when the log has them (``event.release_of``/``server_name_of``).
         self.client.options["release"] = None
         self.client.options["server_name"] = None
+        # Scrubbing is ours (logpipe.boundary), done before the event gets here. The SDK's own
+        # EventScrubber edits the event in place and leaves AnnotatedValue objects in it, which made
+        # parking the event after a 429/5xx fail; it must never run.
+        self.client.options["event_scrubber"] = None
 
     def send(self, event: dict[str, Any]) -> SendResult:
         """Send one prepared event and return its confirmed outcome."""
         event_id = str(event["event_id"])
         started = time.monotonic()
-        accepted_id = self.client.capture_event(cast("Event", event), scope=None)
+        # The SDK fills in and rewrites the event it is given; it gets a copy, so what is parked on a
+        # failure is exactly the event that was built and scrubbed.
+        copy = orjson.loads(orjson.dumps(event))
+        accepted_id = self.client.capture_event(cast("Event", copy), scope=None)
         if accepted_id is None:
             return SendResult(event_id, SendOutcome.REJECTED, None, None, "dropped by the SDK before sending")
         result: SendResult | None = self.transport.results.pop(event_id, None)
