@@ -224,3 +224,32 @@ def test_every_record_is_accounted_for(
     in_queue = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
     assert in_queue == parked
     assert len(limited.events(project)) == sum(_sentry_counts(s).get("delivered", 0) for s in summaries)
+
+
+def test_parking_after_a_failed_send_never_meets_sdk_annotations(
+    bugsink_factory: Callable[..., BugsinkServer], tmp_path: Path, queues: tuple[SQSClient, str, str]
+) -> None:
+    # Regression: the SDK's own EventScrubber replaced breadcrumb data under keys like "password"
+    # with AnnotatedValue objects, in place, so parking the event after a 429/5xx/network error
+    # raised "TypeError: Type is not JSON serializable: AnnotatedValue" and failed the invocation.
+    sqs, queue, dlq = queues
+    server = bugsink_factory(data_dir=tmp_path / "bugsink")
+    project = server.create_project("annotations")
+    server.stop()
+    lines = [
+        json.dumps(
+            {"level": "INFO", "message": "login", "request_id": "r-9", "password": "hunter2", "session": "s-42"}
+        ),
+        json.dumps({"level": "ERROR", "message": "upload failed", "request_id": "r-9", "exc_info": "ValueError: x"}),
+    ]
+    event = subscription_event(
+        data_message("/aws/ecs/pacs-backend/application", lines, start_ms=int(time.time() * 1000))
+    )
+    summary = _pipeline(project.dsn, sqs, queue, dlq).run(event)
+    assert _sentry_counts(summary) == {"parked": 1}
+    [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    parked = json.loads(json.loads(message["Body"])["body"])
+    [crumb] = parked["breadcrumbs"]["values"]
+    # Our boundary masked the password; the SDK (whose denylist also has "session") touched nothing.
+    assert crumb["data"] == {"request_id": "r-9", "password": "[REDACTED:secret]", "session": "s-42"}
+    assert "hunter2" not in message["Body"]

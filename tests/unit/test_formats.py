@@ -344,3 +344,20 @@ def test_keycloak_comma_list_fast_path() -> None:
     fields, message = parse_key_values('type="LOGIN_ERROR", realmId="pacs", error=user_not_found')
     assert fields == {"type": "LOGIN_ERROR", "realmId": "pacs", "error": "user_not_found"}
     assert message == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "request_id=r-1 upload failed for kim@hospital.kr 010-1234-5678, user=kim",
+        "request_id=r-1 upload failed for kim@hospital.kr, user=kim, retry=2",
+        'request_id=r-1 upload "failed" for kim, user=kim',
+    ],
+)
+def test_a_value_never_runs_on_over_free_text(text: str) -> None:
+    # The comma-list fast path used to keep "r-1 upload failed for kim@hospital.kr ..." as the
+    # request id, which then became an (unscrubbed) Sentry tag.
+    fields, message = parse_key_values(text)
+    assert fields["request_id"] == "r-1"
+    assert fields["user"] == "kim"
+    assert "upload" in message

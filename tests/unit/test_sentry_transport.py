@@ -80,3 +80,25 @@ def test_invalid_dsn_is_a_clear_error_without_the_value() -> None:
     ) as caught:
         DsnRouter.single("not-a-dsn-secret-value")
     assert "not-a-dsn-secret-value" not in str(caught.value)
+
+
+def test_the_sdk_never_edits_the_event_it_is_given() -> None:
+    # The SDK's EventScrubber used to replace values under keys like "password" with AnnotatedValue
+    # objects in the caller's dict; parking that event after a failed send then raised TypeError.
+    import copy
+
+    from logpipe.sentry.transport import SentryClient
+
+    client = SentryClient("http://key@127.0.0.1:9/1", timeout=0.5)  # nothing listens on port 9
+    assert client.client.options["event_scrubber"] is None
+    event = {
+        "event_id": "b" * 32,
+        "timestamp": "2026-11-22T01:00:03.613Z",
+        "message": {"formatted": "upload failed"},
+        "breadcrumbs": {"values": [{"message": "login", "data": {"password": "[REDACTED:secret]", "session": "s"}}]},
+        "exception": {"values": [{"type": "E", "value": "v", "stacktrace": {"frames": [{"filename": "a.py"}]}}]},
+    }
+    before = copy.deepcopy(event)
+    result = client.send(event)
+    assert result.outcome.value == "network_error"
+    assert event == before

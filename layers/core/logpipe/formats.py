@@ -104,15 +104,25 @@ def _parse_key_values_regex(text: str) -> tuple[dict[str, str], str]:
 
 
 def _comma_list(text: str) -> dict[str, str] | None:
-    """``k=v, k="v", ...`` as Keycloak writes its events: C-level splits instead of a tokenizer."""
+    """``k=v, k="v", ...`` as Keycloak writes its events: C-level splits instead of a tokenizer.
+
+    An unquoted value with a space in it is not such a list ("request_id=r1 failed for kim@x.org,
+    user=kim"): the general tokenizer takes it, so a value never runs on over free text.
+    """
     if _KEY_VALUE_LIST_START.match(text) is None:
         return None
     # Escaped quotes were excluded by the caller, so every '"' here is a value delimiter.
-    unquoted = text.replace('"', "") if '"' in text else text
-    try:
-        return dict(item.split("=", 1) for item in unquoted.split(", "))
-    except ValueError:  # an item without "=" (e.g. a quoted value holding ", "): general tokenizer
-        return None
+    fields: dict[str, str] = {}
+    for pair in (item.split("=", 1) for item in text.split(", ")):
+        if len(pair) != 2:
+            return None  # an item without "=" (e.g. a quoted value holding ", "): general tokenizer
+        key, value = pair
+        if value[:1] == '"' and value[-1:] == '"' and len(value) > 1:
+            value = value[1:-1]
+        elif " " in value or "\t" in value or '"' in value:
+            return None
+        fields[key] = value
+    return fields
 
 
 def _message_of(words: list[str]) -> str:

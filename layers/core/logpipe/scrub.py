@@ -23,7 +23,7 @@ groups and loading in :mod:`logpipe.scrub_rules`). One text rule::
       "prefilter": null,                     # optional, regex
       "ignore_case": false,                  # optional
       "validator": null,                     # optional: luhn, rrn, ip_address
-      "transform": null,                     # optional: hl7 (masks by position)
+      "transform": null,                     # optional: hl7, sql (rewrites the match)
       "description": "..."                   # optional, ignored
     }
 
@@ -56,8 +56,9 @@ Rule semantics:
   value (``{"card": 4111...}``, ``[4111..., ...]``) gets a quoted replacement,
   so JSON stays valid.
 * ``validator`` runs on the masked part; if it rejects, the text is kept.
-* ``transform`` rewrites the whole match instead of replacing a span (HL7
-  segments: fields are masked by position); it must be idempotent.
+* ``transform`` rewrites the whole match instead of replacing a span (``hl7``:
+  a segment's fields masked by position; ``sql``: every quoted literal of a
+  logged statement); it must be idempotent.
 * Every pattern must run in linear time on adversarial input: bounded or
   possessive repetition, no nested unbounded quantifiers over overlapping
   classes. ``tests/unit/test_regex_linear.py`` times every bundled pattern.
@@ -212,7 +213,7 @@ VALIDATORS: Final[Mapping[str, Callable[[str], bool]]] = {
 }
 # Transforms are supplied by whoever builds the scrubber (the HL7 one needs the rules file's
 # segment table); these names are the ones a rules file may use.
-TRANSFORM_NAMES: Final = frozenset({"hl7"})
+TRANSFORM_NAMES: Final = frozenset({"hl7", "sql"})
 
 
 # --------------------------------------------------------------------------
@@ -477,7 +478,7 @@ def _make_handler(
     p: _Prepared,
     masks: tuple[str, ...],
     validators: Mapping[str, Callable[[str], bool]],
-    transforms: Mapping[str, Callable[[str], str]],
+    transforms: Mapping[str, Callable[[str, str], str]],
 ) -> _Handler:
     """Build the per-rule replacement callback used by the combined ``re.sub``.
 
@@ -492,7 +493,7 @@ def _make_handler(
         transform = transforms[p.rule.transform]
 
         def rewrite(m: re.Match[str]) -> str:
-            return transform(m.group())
+            return transform(m.group(), repl)
 
         return rewrite
 
@@ -562,7 +563,7 @@ class Scrubber:
         rules: Sequence[ScrubRule],
         *,
         ip_addresses: IpAddressPolicy = "public",
-        transforms: Mapping[str, Callable[[str], str]] | None = None,
+        transforms: Mapping[str, Callable[[str, str], str]] | None = None,
     ) -> None:
         """Validate and compile ``rules``; at the same position earlier rules win.
 

@@ -111,7 +111,7 @@ class Hl7Rules:
         policy = self.segments.get(segment.upper())
         return policy is not None and policy.masks(index)
 
-    def mask_segment(self, text: str) -> str:
+    def mask_segment(self, text: str, replacement: str) -> str:
         """One segment (``PID|1||...``) with its identifying fields replaced; unchanged when there are none."""
         policy = self.segments.get(text[:3])
         if policy is None:
@@ -120,10 +120,19 @@ class Hl7Rules:
         changed = False
         for index in range(1, len(fields)):
             value = fields[index]
-            if value and value != self.replacement and policy.masks(index):
-                fields[index] = self.replacement
+            if value and value != replacement and policy.masks(index):
+                fields[index] = replacement
                 changed = True
         return "|".join(fields) if changed else text
+
+
+_SQL_LITERAL: Final = re.compile(r"'(?:[^'\n]|'')*+'")
+
+
+def mask_sql_literals(text: str, replacement: str) -> str:
+    """A logged SQL statement with every quoted literal replaced (``'...'`` -> ``'<replacement>'``)."""
+    masked = f"'{replacement}'"
+    return _SQL_LITERAL.sub(lambda m: m.group() if m.group() == masked else masked, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +153,7 @@ class ScrubConfig:
     hl7: Hl7Rules | None = None
     fhir: FhirRules | None = None
     source: str = "<rules>"
-    transforms: Mapping[str, Callable[[str], str]] = field(default_factory=dict)
+    transforms: Mapping[str, Callable[[str, str], str]] = field(default_factory=dict)
 
     def text_scrubber(self, ip_addresses: IpAddressPolicy = "public") -> Scrubber:
         """The text engine for these rules."""
@@ -213,7 +222,7 @@ def parse_scrub_config(doc: object, source: str = "<rules>") -> ScrubConfig:
     hl7 = _parse_hl7(doc.get("hl7"), source)
     fhir = _parse_fhir(doc.get("fhir"), source)
     generated = [group_text_rule(group) for group in groups if group.text and (group.keys or group.multiword_keys)]
-    transforms: dict[str, Callable[[str], str]] = {}
+    transforms: dict[str, Callable[[str, str], str]] = {"sql": mask_sql_literals}
     if hl7 is not None:
         generated.append(hl7_text_rule(hl7))
         transforms["hl7"] = hl7.mask_segment
@@ -524,7 +533,8 @@ def group_text_rule(group: KeyGroup) -> ScrubRule:
         )
         leads += labels_leads
         alternatives.append(
-            rf"(?:{labels})(?:은|는|이|가)?[ \t]*+[:=]?[ \t]*+(?P<pre_ko>)[\uac00-\ud7a3]{{2,4}}(?P<post_ko>)"
+            rf"(?:{labels})(?:은|는|이|가)?[ \t]*+[:=]?[ \t]*+(?P<pre_ko>)"
+            r"(?:[\uac00-\ud7a3]{2,4}|[A-Za-z0-9][A-Za-z0-9-]{3,}+)(?P<post_ko>)"
         )
     triggers, prefilter = _gates(group.keys + group.multiword_keys)
     # One leading class, consumed; every alternative looks back at it (see _dispatch).
