@@ -155,31 +155,33 @@ def _stamp(ms: int) -> str:
 
 
 def evaluate(alarm: TemplateAlarm, samples: Mapping[int, Sequence[float]]) -> AlarmEvaluation:
-    """Evaluate ``alarm`` period by period over ``samples`` (timestamp ms -> values); the first firing wins."""
+    """Evaluate ``alarm`` period by period over ``samples`` (timestamp ms -> values); the first firing counts."""
     period_ms = alarm.period_seconds * 1000
     buckets: dict[int, list[float]] = defaultdict(list)
     for timestamp, values in samples.items():
         buckets[timestamp // period_ms * period_ms].extend(values)
     if not buckets:
         return AlarmEvaluation(alarm, ())
-    first, last = min(buckets), max(buckets)
     periods: list[Period] = []
-    for start in range(first, last + period_ms, period_ms):
+    fired_at: int | None = None
+    reason = ""
+    breaching: tuple[Period, ...] = ()
+    for start in range(min(buckets), max(buckets) + period_ms, period_ms):
         found = buckets.get(start)
         value = _statistic(alarm.statistic, found) if found else None
         periods.append(Period(start, value, value is not None and alarm.breaches(value)))
         window = periods[-alarm.evaluation_periods :]
-        breaching = tuple(p for p in window if p.breaching)
-        if len(window) == alarm.evaluation_periods and len(breaching) >= alarm.datapoints_to_alarm:
+        in_breach = tuple(p for p in window if p.breaching)
+        if fired_at is None and len(window) == alarm.evaluation_periods and len(in_breach) >= alarm.datapoints_to_alarm:
             _, words = _OPERATORS[alarm.comparison_operator]
             points = ", ".join(f"{p.value!r} ({_stamp(p.start_ms)})" for p in reversed(window) if p.value is not None)
             reason = (
-                f"Threshold Crossed: {len(breaching)} out of the last {alarm.evaluation_periods} datapoints "
+                f"Threshold Crossed: {len(in_breach)} out of the last {alarm.evaluation_periods} datapoints "
                 f"[{points}] were {words} the threshold ({alarm.threshold!r}) (minimum {alarm.datapoints_to_alarm} "
                 f"datapoints for OK -> ALARM transition)."
             )
-            return AlarmEvaluation(alarm, tuple(periods), start + period_ms, reason, breaching)
-    return AlarmEvaluation(alarm, tuple(periods))
+            fired_at, breaching = start + period_ms, in_breach
+    return AlarmEvaluation(alarm, tuple(periods), fired_at, reason, breaching)
 
 
 def _cloudwatch_time(moment: datetime) -> str:

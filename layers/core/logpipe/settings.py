@@ -207,7 +207,7 @@ class NotifySettings:
     per channel. ``LOGPIPE_NOTIFY_LOG_CONTEXT`` turns on the top errors from Logs Insights, bounded by
     ``LOGPIPE_NOTIFY_CONTEXT_SECONDS`` (default 5) and ``LOGPIPE_NOTIFY_CONTEXT_MAX_MB`` scanned (default 100).
     ``LOGPIPE_DASHBOARD_NAME`` and ``LOGPIPE_PIPELINE_LOG_GROUPS`` feed the links; ``LOGPIPE_NOTIFY_RULES``
-    points at your own routing rules.
+    points at your own routing rules; ``LOGPIPE_NOTIFY_WEBHOOK_TIMEOUT_SECONDS`` bounds each post (default 10).
     """
 
     environment: str = "dev"
@@ -256,5 +256,6 @@ class NotifySettings:
             dashboard_name=_optional(source, "LOGPIPE_DASHBOARD_NAME"),
             pipeline_log_groups=groups,
             rules_path=_optional(source, "LOGPIPE_NOTIFY_RULES"),
+            webhook_timeout_seconds=_positive_number(source, "LOGPIPE_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", default=10.0),
             in_lambda=in_lambda,
         )

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 SECRET_MAX_AGE_SECONDS = 300
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -44,6 +48,23 @@ def checked_url(value: str, source: str) -> str:
     raise WebhookConfigError(msg, retryable=False)
 
 
+class SecretsReader:
+    """One Powertools SecretsProvider (its own client and cache) for the notifier's secrets, made on first use."""
+
+    def __init__(self, max_age_seconds: int = SECRET_MAX_AGE_SECONDS) -> None:
+        """Nothing is created until a secret is read (no AWS client at import or build time)."""
+        self.max_age_seconds = max_age_seconds
+        self._provider: SecretsProvider | None = None
+
+    def get(self, secret_id: str) -> object:
+        """The secret's value, cached for ``max_age_seconds``; Powertools' GetParameterError when unreadable."""
+        if self._provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            self._provider = SecretsProvider()
+        return self._provider.get(secret_id, max_age=self.max_age_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookUrlSource:
     """Loads a channel's URL each time (a secret is cached for a few minutes); None means not configured."""
@@ -61,16 +82,16 @@ class WebhookUrlSource:
         return cls(load=load, source=variable)
 
     @classmethod
-    def from_secret(cls, secret_id: str) -> WebhookUrlSource:
+    def from_secret(cls, secret_id: str, secrets: SecretsReader) -> WebhookUrlSource:
         """From a Secrets Manager secret holding the URL (or ``{"url": ...}``)."""
         source = f"secret {secret_id}"
 
         def load() -> str | None:
-            from aws_lambda_powertools.utilities import parameters
+            from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
             try:
-                value = parameters.get_secret(secret_id, max_age=SECRET_MAX_AGE_SECONDS)
-            except parameters.exceptions.GetParameterError as error:
+                value = secrets.get(secret_id)
+            except GetParameterError as error:
                 if _has_no_value(error):
                     return None
                 # Access denied, throttling, network: the cause's code or type only, never its text.

@@ -107,7 +107,9 @@ class LogContextReader:
 
             # One attempt with short timeouts: the whole read must fit in a few seconds.
             bounded = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1, "mode": "standard"})
-            self._client = boto3.client("logs", config=bounded)
+            # Its own session: the credentials are those of this container's environment, never a default
+            # session some other code resolved earlier in the process.
+            self._client = boto3.session.Session().client("logs", config=bounded)
         return self._client
 
     def _scrub(self, text: str) -> str:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from logpipe.delivery import HttpOutcome
 from logpipe.notify.alarm import AlarmMessageError, AlarmNotification, Notification, parse_record, sns_records
-from logpipe.notify.channels import WebhookConfigError, WebhookUrlSource
+from logpipe.notify.channels import SecretsReader, WebhookConfigError, WebhookUrlSource
 from logpipe.notify.context import LogContext, LogContextReader
 from logpipe.notify.guard import DeliveryGuard, IdempotentDeliveryGuard, MemoryDeliveryGuard
 from logpipe.notify.queries import AlarmQueries, InsightsQuery, load_alarm_queries
@@ -307,9 +307,9 @@ class Notifier:
         return ChannelDelivery(channel.value, outcome, result.status, result.reason)
 
 
-def _source(secret: str | None, url: str | None, variable: str) -> WebhookUrlSource | None:
+def _source(secret: str | None, url: str | None, variable: str, secrets: SecretsReader) -> WebhookUrlSource | None:
     if secret:
-        return WebhookUrlSource.from_secret(secret)
+        return WebhookUrlSource.from_secret(secret, secrets)
     if url:
         return WebhookUrlSource.fixed(url, variable)
     return None
@@ -322,11 +322,12 @@ def build_notifier(settings: NotifySettings, logger: Any = None) -> Notifier:
 
     logger = logger if logger is not None else build_logger(NOTIFY_SERVICE)
     sources: dict[Channel, WebhookUrlSource] = {}
+    secrets = SecretsReader()
     for channel, secret, url, variable in (
         (Channel.SLACK, settings.slack_webhook_secret, settings.slack_webhook_url, "LOGPIPE_SLACK_WEBHOOK_URL"),
         (Channel.TEAMS, settings.teams_webhook_secret, settings.teams_webhook_url, "LOGPIPE_TEAMS_WEBHOOK_URL"),
     ):
-        found = _source(secret, url, variable)
+        found = _source(secret, url, variable, secrets)
         if found is not None:
             sources[channel] = found
     guard: DeliveryGuard

@@ -33,6 +33,8 @@ SLACK_TEXT_MAX = 3000
 SLACK_FIELD_MAX = 2000
 SLACK_FIELDS_MAX = 10
 PLAIN_TEXT_MAX = 2500
+REASON_MAX = 1800
+DESCRIPTION_MAX = 600
 
 
 class Tone(StrEnum):
@@ -167,9 +169,10 @@ def _alarm_view(  # noqa: PLR0913 - the view's inputs
             start, end = notification.window()
             label = f"Logs Insights: {query.title} (alarm window)"
             links.append(Link(label, insights_url(region, query.query, query.log_groups, start, end)))
-    summary = notification.reason or "-"
+    # The reason first (what happened), the description after it; each bounded so neither crowds out the other.
+    summary = _clip(notification.reason or "-", REASON_MAX)
     if notification.description:
-        summary = f"{notification.description}\n{summary}"
+        summary = f"{summary}\n{_clip(notification.description, DESCRIPTION_MAX)}"
     context_title, context_lines, context_note = _context_parts(context, query)
     return NotificationView(
         tone=_tone(notification.new_state),
@@ -286,7 +289,8 @@ def slack_message(view: NotificationView) -> dict[str, Any]:
     if view.links:
         blocks.extend(_slack_links(view.links))
     blocks.append({"type": "context", "elements": [_mrkdwn(slack_escape(view.footer))]})
-    return {"text": view.fallback, "blocks": blocks}
+    # The fallback is mrkdwn too (a bare <!channel> in it would page everyone).
+    return {"text": slack_escape(view.fallback), "blocks": blocks}
 
 
 # ------------------------------------------------------------------------------------------------
