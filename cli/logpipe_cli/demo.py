@@ -9,6 +9,7 @@ to a local webhook receiver standing in for Slack and Teams (``demo_alerts``).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import statistics
 import sys
@@ -256,12 +257,18 @@ def _export_aged_logs(report: DemoReport, err: TextIO, seed: int) -> None:
     from logpipe.settings import ExportSettings
 
     logs, s3 = boto3.client("logs"), boto3.client("s3")
-    # The embedded stack's region (LOCAL_REGION), spelled as the literal the S3 stubs require.
-    s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    # A reused endpoint (AWS_ENDPOINT_URL, or a second run in one process) may hold them already.
+    if EXPORT_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+        # The embedded stack's region (LOCAL_REGION), spelled as the literal the S3 stubs require.
+        s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
     day_ms = 24 * 3600 * 1000
     today = int(time.time() * 1000) // day_ms * day_ms
+    existing = {
+        group["logGroupName"] for group in logs.describe_log_groups(logGroupNamePrefix="/aws/ecs/")["logGroups"]
+    }
     for group in EXPORTED_GROUPS:
-        logs.create_log_group(logGroupName=group, tags={"ExportEnabled": "true", "LogType": "application"})
+        if group not in existing:
+            logs.create_log_group(logGroupName=group, tags={"ExportEnabled": "true", "LogType": "application"})
     written = 0
     created: set[tuple[str, str]] = set()
     for days_ago in (3, 2):
@@ -272,7 +279,8 @@ def _export_aged_logs(report: DemoReport, err: TextIO, seed: int) -> None:
                 continue
             name = f"{stream.log_stream}-{days_ago}"
             if (stream.log_group, name) not in created:  # one stream may come in several batches
-                logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
+                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):  # a reused endpoint
+                    logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
                 created.add((stream.log_group, name))
             events: list[InputLogEventTypeDef] = [
                 {"timestamp": cast("int", e["timestamp"]), "message": str(e["message"])} for e in stream.events

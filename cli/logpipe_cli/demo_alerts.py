@@ -10,6 +10,7 @@ notifier's Logs Insights context has something to read.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,8 @@ def _write_context_logs(logs: CloudWatchLogsClient, streams: Iterable[SyntheticS
             existing.add(stream.log_group)
         name = f"demo/{stream.log_stream}"
         if (stream.log_group, name) not in created:
-            logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):  # a reused endpoint
+                logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
             created.add((stream.log_group, name))
         events: list[InputLogEventTypeDef] = sorted(
             ({"timestamp": int(str(e["timestamp"])), "message": str(e["message"])} for e in stream.events),
@@ -109,9 +111,8 @@ def run_alert_step(  # noqa: PLR0913 - the demo run's inputs
                 old_state="OK",
                 reason=evaluation.reason,
                 changed_at=datetime.fromtimestamp(evaluation.fired_at_ms / 1000, UTC),
-                message_id=str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"logpipe-demo/{evaluation.alarm.name}/{evaluation.fired_at_ms}")
-                ),
+                # Each demo run publishes anew (SNS gives every publish its own MessageId).
+                message_id=str(uuid.uuid4()),
             )
             try:
                 report.results.append(invoke(spec, event, echo=None, environment=env, cold=index == 0).result)
