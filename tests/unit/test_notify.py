@@ -494,7 +494,7 @@ def _notifier(poster: RecordingPoster, guard: MemoryDeliveryGuard, **sources: Ca
     )
 
 
-def test_the_retry_posts_only_where_it_failed_and_nothing_is_rendered_when_all_are_settled() -> None:
+def test_the_retry_posts_only_where_it_failed_and_a_settled_message_posts_nothing() -> None:
     event = {"Records": [sample_record()]}
     poster = RecordingPoster({"teams": [WebhookResult(HttpOutcome.RETRYABLE, 503, "HTTP 503")]})
     guard = MemoryDeliveryGuard()
@@ -506,6 +506,9 @@ def test_the_retry_posts_only_where_it_failed_and_nothing_is_rendered_when_all_a
     assert [channel for channel, _ in poster.posts] == ["slack", "teams", "teams"]
     assert summary.counters["duplicates"] == 1
     assert summary.counters["delivered"] == 1
+    settled = notifier.handle(event)
+    assert len(poster.posts) == 3
+    assert settled.counters["duplicates"] == 2
 
 
 def test_an_unreadable_secret_is_retried_and_a_missing_url_is_skipped() -> None:
