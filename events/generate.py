@@ -22,11 +22,14 @@ import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from logpipe_cli import alarms as al
 from logpipe_cli import workload as wl
 
 EVENTS_DIR = Path(__file__).resolve().parent
+TEMPLATE = EVENTS_DIR.parent / "template.yaml"
 BASE_MS = 1_795_309_200_000  # 2026-11-22T01:00:00Z
 SEED = 20261122
 COUNTS_FILE = "_expected_counts.json"
@@ -979,6 +982,64 @@ def schedule() -> Sample:
     )
 
 
+def _error_rate_alarm() -> al.TemplateAlarm:
+    by_id = {alarm.logical_id: alarm for alarm in al.template_alarms(TEMPLATE, "pacs-logpipe")}
+    return by_id["PacsBackendErrorRateAlarm"]
+
+
+def sns_alarm() -> Sample:
+    """pacs-alerts -> notifier: the PACS error-rate alarm going to ALARM, as CloudWatch publishes it."""
+    alarm = _error_rate_alarm()
+    # 17 then 23 errors in two 5-minute periods from 01:00Z: the template's alarm fires at 01:10Z.
+    evaluation = al.evaluate(alarm, {BASE_MS: [1.0] * 17, BASE_MS + 300_000: [1.0] * 23})
+    if evaluation.fired_at_ms is None:
+        raise RuntimeError("the sample's datapoints no longer fire the template's error-rate alarm")
+    changed_at = datetime.fromtimestamp(evaluation.fired_at_ms / 1000, UTC)
+    event = al.alarm_sns_event(
+        alarm,
+        new_state="ALARM",
+        old_state="OK",
+        reason=evaluation.reason,
+        changed_at=changed_at,
+        message_id=_Ids(20).uuid(),
+    )
+    return Sample(
+        "sns-alarm.json",
+        event,
+        None,
+        {},
+        (
+            "SNS record of `pacs-alerts`: the PACS error-rate alarm going OK -> ALARM (17 and 23 errors in two "
+            "5-minute periods)"
+        ),
+        (
+            "not for ingest: `logpipe invoke notify --event events/sns-alarm.json` posts a red ALARM message to the "
+            "webhooks in `LOGPIPE_SLACK_WEBHOOK_URL` / `LOGPIPE_TEAMS_WEBHOOK_URL`, once per channel"
+        ),
+    )
+
+
+def sns_alarm_ok() -> Sample:
+    """pacs-alerts -> notifier: the same alarm resolved."""
+    alarm = _error_rate_alarm()
+    changed_at = datetime.fromtimestamp((BASE_MS + 1_800_000) / 1000, UTC)
+    reason = (
+        "Threshold Crossed: 2 out of the last 2 datapoints [3.0 (22/11/26 01:25:00), 1.0 (22/11/26 01:20:00)] were "
+        "not greater than the threshold (10.0) (minimum 1 datapoint for ALARM -> OK transition)."
+    )
+    event = al.alarm_sns_event(
+        alarm, new_state="OK", old_state="ALARM", reason=reason, changed_at=changed_at, message_id=_Ids(21).uuid()
+    )
+    return Sample(
+        "sns-alarm-ok.json",
+        event,
+        None,
+        {},
+        "SNS record of `pacs-alerts`: the same alarm going ALARM -> OK",
+        "not for ingest: `logpipe invoke notify --event events/sns-alarm-ok.json` posts a green resolved message",
+    )
+
+
 def kinesis() -> Sample:
     """Kinesis Data Streams destination: two records, each a gzip DATA_MESSAGE."""
     ids = _Ids(8)
@@ -1172,6 +1233,8 @@ def build_samples() -> list[Sample]:
         kinesis(),
         *malformed(),
         schedule(),
+        sns_alarm(),
+        sns_alarm_ok(),
     ]
 
 

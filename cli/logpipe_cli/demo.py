@@ -2,11 +2,14 @@
 
 Every batch is a real subscription payload (gzip + base64) handed to the handler exactly as Lambda
 would; the metrics shown are read back from the EMF the handler printed, and the parked count from
-the embedded SQS queue, not from the pipeline's own bookkeeping.
+the embedded SQS queue, not from the pipeline's own bookkeeping. The template's PACS alarms are then
+evaluated on that EMF, and the notifications of those that fired go through the real notify handler
+to a local webhook receiver standing in for Slack and Teams (``demo_alerts``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import statistics
 import sys
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import orjson
 
 from logpipe_cli.bugsink import ADMIN_USER, BugsinkProject, BugsinkServer, is_installed, start_bugsink
+from logpipe_cli.demo_alerts import AlertReport, alert_lines, run_alert_step
 from logpipe_cli.embedded_aws import LOCAL_REGION, EmbeddedAws
 from logpipe_cli.invoke import function_environment, invoke
 from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
@@ -70,6 +74,8 @@ class DemoReport:
     export_days: int = 0
     export_objects: list[tuple[str, int]] = field(default_factory=list)  # (key, size) listed from S3
     export_bucket: str = ""
+    pacs_documents: list[dict[str, Any]] = field(default_factory=list)  # the PACS EMF, for the alarm evaluation
+    alerts: AlertReport = field(default_factory=AlertReport)
 
 
 def _emf_documents(output: str) -> list[dict[str, Any]]:
@@ -88,6 +94,7 @@ def _absorb(report: DemoReport, output: str) -> None:
         directives = document["_aws"]["CloudWatchMetrics"]
         if all(directive["Namespace"] != HEALTH_NAMESPACE for directive in directives):
             report.emf_documents += 1
+            report.pacs_documents.append(document)
         for directive in directives:
             namespace = directive["Namespace"]
             for definition in directive["Metrics"]:
@@ -223,6 +230,19 @@ def _run_workload(  # noqa: PLR0913, PLR0917 - one demo run's inputs and its rep
         progress.finish(f"batches {report.batches}")
         report.parked_in_queue = _count_queue(stack.parking_queue_url) - parked_before
         _export_aged_logs(report, err, seed)
+        import boto3
+
+        err.write(
+            "logpipe demo: evaluating the template's PACS alarms on the EMF; notifying Slack/Teams stand-ins...\n"
+        )
+        report.alerts = run_alert_step(
+            template,
+            stack=stack,
+            pacs_documents=report.pacs_documents,
+            streams=streams,
+            environment=overrides["LOGPIPE_ENVIRONMENT"],
+            logs=boto3.client("logs"),
+        )
 
 
 EXPORT_BUCKET = "pacs-logpipe-demo-exports"
@@ -237,12 +257,18 @@ def _export_aged_logs(report: DemoReport, err: TextIO, seed: int) -> None:
     from logpipe.settings import ExportSettings
 
     logs, s3 = boto3.client("logs"), boto3.client("s3")
-    # The embedded stack's region (LOCAL_REGION), spelled as the literal the S3 stubs require.
-    s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    # A reused endpoint (AWS_ENDPOINT_URL, or a second run in one process) may hold them already.
+    if EXPORT_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+        # The embedded stack's region (LOCAL_REGION), spelled as the literal the S3 stubs require.
+        s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
     day_ms = 24 * 3600 * 1000
     today = int(time.time() * 1000) // day_ms * day_ms
+    existing = {
+        group["logGroupName"] for group in logs.describe_log_groups(logGroupNamePrefix="/aws/ecs/")["logGroups"]
+    }
     for group in EXPORTED_GROUPS:
-        logs.create_log_group(logGroupName=group, tags={"ExportEnabled": "true", "LogType": "application"})
+        if group not in existing:
+            logs.create_log_group(logGroupName=group, tags={"ExportEnabled": "true", "LogType": "application"})
     written = 0
     created: set[tuple[str, str]] = set()
     for days_ago in (3, 2):
@@ -253,7 +279,8 @@ def _export_aged_logs(report: DemoReport, err: TextIO, seed: int) -> None:
                 continue
             name = f"{stream.log_stream}-{days_ago}"
             if (stream.log_group, name) not in created:  # one stream may come in several batches
-                logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
+                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):  # a reused endpoint
+                    logs.create_log_stream(logGroupName=stream.log_group, logStreamName=name)
                 created.add((stream.log_group, name))
             events: list[InputLogEventTypeDef] = [
                 {"timestamp": cast("int", e["timestamp"]), "message": str(e["message"])} for e in stream.events
@@ -355,6 +382,8 @@ def _print_report(report: DemoReport, out: TextIO) -> None:
         # exports/<group path>/<yyyy>/<mm>/<dd>/<task id>/<stream>/<part>.gz
         per_day["/".join(key.split("/")[:-3])] += size
     lines.extend(f"  {prefix}/  {size:,} bytes" for prefix, size in sorted(per_day.items()))
+    lines.append("")
+    lines.extend(alert_lines(report.alerts))
     lines.append(f"\ndone in {report.seconds:.1f} s")
     out.write("\n".join(lines) + "\n")
 

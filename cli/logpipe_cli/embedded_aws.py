@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 LOCAL_REGION = "ap-northeast-2"
 PARKING_QUEUE = "logpipe-parking"
 PARKING_DLQ = "logpipe-parking-dlq"
 EXPORT_BUCKET = "logpipe-local-exports"
+IDEMPOTENCY_TABLE = "logpipe-idempotency"
+STACK_NAME = "pacs-logpipe"
 
 
 def free_port() -> int:
@@ -33,6 +36,7 @@ class LocalStack:
     parking_queue_url: str
     parking_dlq_url: str
     export_bucket: str = EXPORT_BUCKET
+    idempotency_table: str = IDEMPOTENCY_TABLE
 
     def template_resources(self) -> dict[str, str]:
         """Logical id -> physical value, for resolving ``!Ref`` in function environments."""
@@ -40,7 +44,24 @@ class LocalStack:
             "ParkingQueue": self.parking_queue_url,
             "ParkingDeadLetterQueue": self.parking_dlq_url,
             "ExportBucket": self.export_bucket,
+            "IdempotencyTable": self.idempotency_table,
+            "PipelineDashboard": f"{STACK_NAME}-pacs",
         }
+
+
+def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """The template's IdempotencyTable (Powertools Idempotency layout: key ``id``, TTL ``expiration``), if missing."""
+    if name in dynamodb.list_tables().get("TableNames", []):
+        return
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"AttributeName": "expiration", "Enabled": True}
+    )
 
 
 class EmbeddedAws:
@@ -83,6 +104,7 @@ class EmbeddedAws:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         if EXPORT_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+        create_idempotency_table(boto3.client("dynamodb", endpoint_url=endpoint), IDEMPOTENCY_TABLE)
         self.stack = LocalStack(endpoint_url=endpoint, parking_queue_url=queue_url, parking_dlq_url=dlq_url)
         return self.stack
 

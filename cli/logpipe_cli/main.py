@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from logpipe_cli.template_env import TemplateError, function_names, function_spec, load_template
+
+if TYPE_CHECKING:
+    from logpipe_cli.webhook_receiver import WebhookReceiver
 
 
 def _find_template(explicit: str | None) -> Path:
@@ -23,7 +29,8 @@ def _find_template(explicit: str | None) -> Path:
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
     from logpipe_cli.embedded_aws import EmbeddedAws
-    from logpipe_cli.invoke import invoke
+    from logpipe_cli.invoke import function_environment, invoke
+    from logpipe_cli.webhook_receiver import post_lines
 
     template = _find_template(args.template)
     event_path = Path(args.event)
@@ -32,15 +39,33 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     except (OSError, orjson.JSONDecodeError) as error:
         sys.stderr.write(f"logpipe invoke: cannot read event {event_path}: {error}\n")
         return 2
-    with EmbeddedAws() as stack:
+    with EmbeddedAws() as stack, ExitStack() as local:
         try:
             spec = function_spec(template, args.function, stack.template_resources())
         except TemplateError as error:
             sys.stderr.write(f"logpipe invoke: {error}\n")
             return 2
-        invocation = invoke(spec, event, echo=sys.stderr, cold=True)
+        receiver, overrides = _local_chat(spec.name, local)
+        invocation = invoke(spec, event, echo=sys.stderr, cold=True, environment=function_environment(spec, overrides))
+        for post in receiver.received if receiver is not None else []:
+            sys.stderr.write("\n".join(post_lines(post)) + "\n")
     sys.stdout.write(orjson.dumps(invocation.result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def _local_chat(function: str, stack: ExitStack) -> tuple[WebhookReceiver | None, dict[str, str]]:
+    """For the notifier without webhook URLs in the environment: a local Slack/Teams stand-in to post to."""
+    from logpipe_cli.webhook_receiver import webhook_receiver
+
+    variables = ("LOGPIPE_SLACK_WEBHOOK_URL", "LOGPIPE_TEAMS_WEBHOOK_URL")
+    if function != "notify" or any(os.environ.get(variable) for variable in variables):
+        return None, {}
+    receiver = stack.enter_context(webhook_receiver())
+    sys.stderr.write(
+        f"logpipe invoke: no {' / '.join(variables)} set: posting to a local Slack/Teams stand-in at "
+        f"{receiver.base_url} (what each would show follows the function's log)\n"
+    )
+    return receiver, {variables[0]: receiver.url("slack"), variables[1]: receiver.url("teams")}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -66,6 +66,9 @@ EXPECTED_ALARM_SUFFIXES = (
     "export-consecutive-failures",
     "export-tasks-failed",
     "exporter-errors",
+    "notifier-failures",
+    "notify-errors",
+    "notify-failure-queue-depth",
 )
 PROBE_METRIC = "PACSBackendResponseTime"
 PROBE_ENVIRONMENT = "smoke"

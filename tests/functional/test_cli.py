@@ -172,6 +172,9 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.parked_in_queue == 1
     assert report.control_messages == 1
     assert report.health["EventsIn"] == 3000
+    # The template's PACS alarms were evaluated on that EMF (too short a window here for two periods).
+    assert {e.alarm.metric_name for e in report.alerts.evaluations} == {"PACSBackendErrors", "PACSBackendResponseTime"}
+    assert "Alarms (the template's PACS alarms on the EMF above" in out.getvalue()
     assert "MISMATCH" not in out.getvalue()
     assert "ingest [" in err.getvalue()
     # The aged logs were exported day by day under the documented, Athena-friendly prefix.
@@ -193,6 +196,56 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
         assert report.sentry_stored == report.records["error"]
         assert 0 < report.sentry_issues < report.sentry_stored
         assert report.sentry_url in out.getvalue()
+
+
+def test_cli_invoke_notify_posts_the_alarm_sample_to_a_local_slack_and_teams_stand_in() -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"AWS_ENDPOINT_URL", "LOGPIPE_SLACK_WEBHOOK_URL", "LOGPIPE_TEAMS_WEBHOOK_URL"}
+    }
+    completed = _invoke_cli("notify", EVENTS / "sns-alarm.json", env)
+    summary = json.loads(completed.stdout)
+    (notification,) = summary["notifications"]
+    assert notification["name"] == "pacs-logpipe-pacs-backend-error-rate"
+    assert {c["outcome"] for c in notification["channels"].values()} == {"delivered"}
+    # What each would show, after the function's log: valid payloads (the stand-in answered 200 / 202).
+    assert "posting to a local Slack/Teams stand-in" in completed.stderr
+    assert "--- Slack (Block Kit), HTTP 200 ---" in completed.stderr
+    assert "--- Microsoft Teams (Adaptive Card), HTTP 202 ---" in completed.stderr
+    assert completed.stderr.count("| 🔴 ALARM: pacs-logpipe-pacs-backend-error-rate") == 2
+    assert "problem:" not in completed.stderr
+    assert '"NotifierDelivered"' in completed.stderr  # its metrics went to the function log
+    resolved = json.loads(_invoke_cli("notify", EVENTS / "sns-alarm-ok.json", env).stdout)
+    assert resolved["notifications"][0]["state"] == "OK"
+
+
+def test_demo_evaluates_the_pacs_alarms_and_shows_the_notifications_of_those_that_fired() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        # 20,000 events span about 8 minutes: long enough for two 5-minute periods.
+        report = run_demo(ROOT / "template.yaml", 20_000, out, err, sentry=False)
+    finally:
+        if saved is not None:
+            os.environ["AWS_ENDPOINT_URL"] = saved
+    by_metric = {e.alarm.metric_name: e for e in report.alerts.evaluations}
+    assert set(by_metric) == {"PACSBackendErrors", "PACSBackendResponseTime"}
+    errors, latency = by_metric["PACSBackendErrors"], by_metric["PACSBackendResponseTime"]
+    # The evaluation sees what the EMF carried: its periods add up to the errors the generator wrote.
+    assert sum(p.value or 0 for p in errors.periods) == report.expected["PACSBackendErrors"]
+    assert errors.fired
+    assert all(p.value is not None and p.value > 10 for p in errors.breaching_periods)
+    assert not latency.fired
+    assert all(p.value is None or p.value <= 5000 for p in latency.periods)
+    # One notification per fired alarm, to each chat, valid, and shown in the summary.
+    assert [(p.channel, p.status, p.problems) for p in report.alerts.posts] == [("slack", 200, ()), ("teams", 202, ())]
+    summary = out.getvalue()
+    assert f"{errors.alarm.name}: FIRED at " in summary
+    assert f"{latency.alarm.name}: did not fire" in summary
+    assert "Slack accepted 1, Teams accepted 1, payloads failing the Block Kit / Adaptive Card checks: 0" in summary
+    assert summary.count(f"| 🔴 ALARM: {errors.alarm.name}") == 2
+    assert "Top errors in the alarm window (scrubbed;" in summary
 
 
 def test_cli_invoke_exporter_with_the_schedule_sample() -> None:

@@ -226,7 +226,7 @@ def test_offline_expansion_matches_the_sam_clis(sam: str, sam_env: dict[str, str
                 mine = resolve(resource["Properties"][key], parameters)
                 assert mine == resolve(theirs[name]["Properties"][key], parameters), f"{name}.{key}"
                 compared += 1
-    assert compared == 3 * 2 + 3 + 3 * 2 * 2  # log groups (services + 3 functions), filters x 2 keys
+    assert compared == 3 * 2 + 4 + 3 * 2 * 2  # log groups (services + 4 functions), filters x 2 keys
 
 
 # ---------------------------------------------------------------------------

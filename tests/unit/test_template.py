@@ -29,6 +29,7 @@ from logpipe.boundary import Boundary
 from logpipe.formats import parse_line
 from logpipe.health import HEALTH_METRICS, HealthMetrics
 from logpipe.metrics import MetricAggregator, MetricRule, load_metric_rules
+from logpipe.notify.notifier import NOTIFY_METRICS
 from logpipe.records import Level, LogRecord, StreamContext
 
 pytestmark = pytest.mark.unit
@@ -524,10 +525,10 @@ def test_alert_and_credential_parameters(template: dict[str, Any]) -> None:
     assert email.fullmatch("")
     assert email.fullmatch("platform@example.com")
     assert not email.fullmatch("not an address")
-    for webhook in ("SlackWebhookUrl", "TeamsWebhookUrl"):
-        assert params[webhook]["NoEcho"] is True, f"{webhook} holds a token: it must not echo"
-        assert params[webhook]["Default"] == ""
-        assert not re.fullmatch(params[webhook]["AllowedPattern"], "http://insecure.example.com/hook")
+    # Chat webhook URLs are credentials: they live in Secrets Manager, never in a parameter.
+    assert not [name for name in params if "webhook" in name.lower()]
+    assert params["NotifyLogContext"]["Default"] == "false"
+    assert set(params["NotifyLogContext"]["AllowedValues"]) == {"true", "false"}
     for secret in ("SentrySecretArn", "LangfuseSecretArn"):
         pattern = re.compile(params[secret]["AllowedPattern"])
         assert pattern.fullmatch("")
@@ -644,9 +645,13 @@ def test_every_logpipe_env_var_is_known(template: dict[str, Any]) -> None:
 
 def test_ingest_reliability_settings(deployed: dict[str, Any], deployed_ingest: dict[str, Any]) -> None:
     invoke_configs = resources_of_type(deployed, "AWS::Lambda::EventInvokeConfig")
-    assert len(invoke_configs) == 1
-    config = next(iter(invoke_configs.values()))["Properties"]
-    assert config["FunctionName"] == {"Ref": "IngestFunction"}
+    assert {str(c["Properties"]["FunctionName"]["Ref"]) for c in invoke_configs.values()} == {
+        "IngestFunction",
+        "NotifyFunction",
+    }
+    config = next(
+        c["Properties"] for c in invoke_configs.values() if c["Properties"]["FunctionName"] == {"Ref": "IngestFunction"}
+    )
     assert config["MaximumRetryAttempts"] == 2
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["IngestFailureQueue", "Arn"]}
     # Reserved concurrency is a parameter; -1 (the default) reserves none.
@@ -705,7 +710,7 @@ def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tag
             assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("function", ["Ingest", "Replay", "Exporter"])
+@pytest.mark.parametrize("function", ["Ingest", "Replay", "Exporter", "Notify"])
 def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
     deployed: dict[str, Any], parameter_values: dict[str, Any], function: str
 ) -> None:
@@ -723,7 +728,7 @@ def test_every_log_group_is_encrypted_with_the_logs_key_and_validly_retained(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
     groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
-    assert len(groups) == 3 * len(TWO_SERVICES) + 3
+    assert len(groups) == 3 * len(TWO_SERVICES) + 4
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
         assert resolve(group["Properties"]["RetentionInDays"], parameter_values) in ALLOWED_RETENTION_DAYS, name
@@ -806,7 +811,12 @@ def test_filter_patterns_cut_cost_only_where_nothing_is_lost(
 
 def test_one_wildcard_lambda_permission_instead_of_one_per_group(deployed: dict[str, Any]) -> None:
     permissions = resources_of_type(deployed, "AWS::Lambda::Permission")
-    assert list(permissions) == ["IngestInvokePermission"], "one permission per group overflows the 20 KB policy"
+    from_logs = [name for name, p in permissions.items() if "logs." in json.dumps(p["Properties"]["Principal"])]
+    assert from_logs == ["IngestInvokePermission"], "one permission per group overflows the 20 KB policy"
+    # The only other one: SNS (the alert topic) invoking the notifier.
+    notify = permissions["NotifyFunctionAlertTopicPermission"]["Properties"]
+    assert (notify["Principal"], notify["SourceArn"]) == ("sns.amazonaws.com", {"Ref": "AlertTopic"})
+    assert set(permissions) == {"IngestInvokePermission", "NotifyFunctionAlertTopicPermission"}
     props = permissions["IngestInvokePermission"]["Properties"]
     assert props["Action"] == "lambda:InvokeFunction"
     assert props["FunctionName"] == {"Fn::GetAtt": ["IngestFunction", "Arn"]}
@@ -828,6 +838,14 @@ def test_pipeline_log_groups_are_never_subscribed(deployed: dict[str, Any], para
         assert not group_name.startswith("/aws/lambda/"), f"{name} subscribes a Lambda log group ({group_name})"
     functions = resources_of_type(deployed, "AWS::Lambda::Function")
     assert all("Events" not in fn["Properties"] for fn in functions.values())
+    # The notifier is the one function SNS invokes; nothing delivers log data to it.
+    subscriptions = resources_of_type(deployed, "AWS::SNS::Subscription", "AWS::Logs::SubscriptionFilter")
+    assert not [
+        name
+        for name, sub in subscriptions.items()
+        if sub["Type"] == "AWS::Logs::SubscriptionFilter"
+        and "NotifyFunction" in referenced_ids(sub["Properties"]["DestinationArn"])
+    ]
 
 
 def test_account_level_subscription_policy_excludes_the_pipeline_and_subscribed_groups(
@@ -847,6 +865,7 @@ def test_account_level_subscription_policy_excludes_the_pipeline_and_subscribed_
         "/aws/lambda/pacs-logpipe-ingest",
         "/aws/lambda/pacs-logpipe-replay",
         "/aws/lambda/pacs-logpipe-exporter",
+        "/aws/lambda/pacs-logpipe-notify",
     } <= set(excluded)
     assert {f"/aws/ecs/{s}/{t}" for s in TWO_SERVICES for t in LOG_TYPES} <= set(excluded)
     assert len(excluded) <= 50, "the selection criteria hold at most 50 names"
@@ -934,12 +953,12 @@ def test_every_queue_topic_table_bucket_stream_and_secret_is_kms_encrypted(deplo
         for name, resource in resources_of_type(deployed, resource_type).items():
             assert key_of(resource["Properties"]) in key_refs, f"{name} ({resource_type}) is not KMS-encrypted"
             checked[resource_type] += 1
-    assert checked["AWS::SQS::Queue"] == 3
+    assert checked["AWS::SQS::Queue"] == 4
     assert checked["AWS::SNS::Topic"] == 1
     assert checked["AWS::DynamoDB::Table"] == 2
     assert checked["AWS::S3::Bucket"] == 1
     assert checked["AWS::Kinesis::Stream"] == 1
-    assert checked["AWS::SecretsManager::Secret"] == 2
+    assert checked["AWS::SecretsManager::Secret"] == 4
     rotation = [r["Properties"]["EnableKeyRotation"] for r in resources_of_type(deployed, "AWS::KMS::Key").values()]
     assert rotation == [True, True]
 
@@ -1212,6 +1231,7 @@ def test_every_pipeline_health_alarm_watches_a_series_the_function_publishes(
         for name, alarm in resources_of_type(deployed, "AWS::CloudWatch::Alarm").items()
         if alarm["Properties"].get("Namespace") == namespace
         and alarm["Properties"]["MetricName"] not in exporter_metrics
+        and alarm["Properties"]["MetricName"] not in NOTIFY_METRICS.values()
     }
     assert {"IngestProcessingErrorsAlarm", "IngestMalformedPayloadsAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
@@ -1294,8 +1314,7 @@ def test_alert_topic_subscriptions_and_policy(deployed: dict[str, Any]) -> None:
     protocols = {name: (s["Properties"]["Protocol"], s.get("Condition")) for name, s in subscriptions.items()}
     assert protocols == {
         "AlertEmailSubscription": ("email", "HasAlertEmail"),
-        "AlertSlackSubscription": ("https", "HasSlackWebhook"),
-        "AlertTeamsSubscription": ("https", "HasTeamsWebhook"),
+        "NotifyFunctionAlertTopic": ("lambda", None),
     }
     policy = deployed["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]
     publish = [s for s in statements(policy) if s["Effect"] == "Allow"]
@@ -1328,7 +1347,7 @@ def test_dashboard_shows_every_pacs_metric_and_the_pipeline_health(deployed: dic
     exporter_metrics = {metric for _, metric, _ in _exporter_emf_series("prod")}
     for namespace, metric in series:
         if namespace == "LogPipe" and metric not in exporter_metrics:
-            assert metric in HEALTH_METRICS.values(), metric
+            assert metric in {*HEALTH_METRICS.values(), *NOTIFY_METRICS.values()}, metric
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert {"PacsBackendErrorRateAlarm", "ParkingDeadLetterDepthAlarm"} <= referenced_ids(alarm_widget)
 
@@ -1913,3 +1932,227 @@ def test_prompt_scrubbing_parameter_scrubs_every_service_by_default_and_reaches_
     assert ingest_env[variable] == {"Ref": "LangfuseUnscrubbedPromptServices"}
     # The replay function re-sends parked items as ingest built them and never reads the setting.
     assert variable not in resources["ReplayFunction"]["Properties"]["Environment"]["Variables"]
+
+
+# ---------------------------------------------------------------------------
+# The notifier: pacs-alerts -> Slack and Teams (functions/notify, logpipe/notify)
+# ---------------------------------------------------------------------------
+# Hosts of chat webhooks (Slack incoming webhooks, Teams connectors and Workflows / Power Automate).
+CHAT_WEBHOOK_HOSTS = re.compile(
+    r"hooks\.slack\.com|webhook\.office\.com|outlook\.office|logic\.azure\.com|powerautomate|powerplatform"
+    r"|flow\.microsoft\.com",
+    re.IGNORECASE,
+)
+NOTIFY_SECRETS = {"SlackWebhookSecret", "TeamsWebhookSecret"}
+
+
+def test_no_sns_subscription_targets_a_chat_webhook_and_the_notifier_is_subscribed(
+    template: dict[str, Any], deployed: dict[str, Any]
+) -> None:
+    subscriptions = resources_of_type(deployed, "AWS::SNS::Subscription")
+    assert subscriptions
+    for name, subscription in subscriptions.items():
+        props = subscription["Properties"]
+        # An http(s) subscription must confirm itself (fetch SubscribeURL), which no chat webhook can do.
+        assert props["Protocol"] not in {"http", "https"}, f"{name} subscribes an HTTP endpoint"
+        assert not CHAT_WEBHOOK_HOSTS.search(json.dumps(props["Endpoint"])), f"{name} targets a chat webhook"
+    to_notifier = [
+        subscription["Properties"]
+        for subscription in subscriptions.values()
+        if subscription["Properties"]["Endpoint"] == {"Fn::GetAtt": ["NotifyFunction", "Arn"]}
+    ]
+    assert to_notifier == [
+        {"Endpoint": {"Fn::GetAtt": ["NotifyFunction", "Arn"]}, "Protocol": "lambda", "TopicArn": {"Ref": "AlertTopic"}}
+    ]
+    assert not [name for name, s in subscriptions.items() if "NotifyFunction" in referenced_ids(s) and "Condition" in s]
+    # SNS may invoke the function, and only from the alert topic.
+    permission = deployed["Resources"]["NotifyFunctionAlertTopicPermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "NotifyFunction"}
+    assert (permission["Principal"], permission["SourceArn"]) == ("sns.amazonaws.com", {"Ref": "AlertTopic"})
+    # Nothing of the old https route is left: no webhook parameter, condition or subscription resource.
+    assert not [name for name in template["Parameters"] if "Webhook" in name]
+    assert not [name for name in template["Conditions"] if "Webhook" in name]
+
+
+def test_notify_function_code_environment_and_failure_handling(deployed: dict[str, Any]) -> None:
+    from logpipe.settings import NotifySettings
+
+    fn = deployed["Resources"]["NotifyFunction"]["Properties"]
+    assert fn["Handler"] == "app.lambda_handler"
+    assert (REPO_ROOT / "functions" / "notify" / "app.py").is_file()
+    env = fn["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-notify"
+    assert env["LOGPIPE_SLACK_WEBHOOK_SECRET"] == {"Ref": "SlackWebhookSecret"}
+    assert env["LOGPIPE_TEAMS_WEBHOOK_SECRET"] == {"Ref": "TeamsWebhookSecret"}
+    assert env["LOGPIPE_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    assert env["LOGPIPE_NOTIFY_LOG_CONTEXT"] == {"Ref": "NotifyLogContext"}
+    assert env["LOGPIPE_DASHBOARD_NAME"] == {"Ref": "PipelineDashboard"}
+    assert referenced_ids(env["LOGPIPE_PIPELINE_LOG_GROUPS"]) == {
+        f"{name}FunctionLogGroup" for name in ("Ingest", "Replay", "Exporter", "Notify")
+    }
+    assert "LOGPIPE_SLACK_WEBHOOK_URL" not in env, "a URL in the environment would be a credential in plain text"
+    assert "https://" not in json.dumps(env)
+    # The settings the function reads in Lambda accept exactly this environment (the table is required there).
+    settings = NotifySettings.from_env(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "pacs-logpipe-notify",
+            "LOGPIPE_IDEMPOTENCY_TABLE": "t",
+            "LOGPIPE_NOTIFY_LOG_CONTEXT": "false",
+        }
+    )
+    assert (settings.idempotency_table, settings.log_context) == ("t", False)
+    # 5xx / 429 / timeout fail the invocation: two retries, then the failure queue; never dropped silently.
+    configs = [
+        c["Properties"]
+        for c in resources_of_type(deployed, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": "NotifyFunction"}
+    ]
+    assert len(configs) == 1
+    assert configs[0]["MaximumRetryAttempts"] == 2
+    assert configs[0]["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["NotifyFailureQueue", "Arn"]}
+    # The timeout holds the bounded context query and one bounded post per channel.
+    assert fn["Timeout"] >= settings.context_seconds + 2 * settings.webhook_timeout_seconds
+
+
+def _notify_role_statements(deployed: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The notifier role's unconditional statements, and the Fn::If of its log-context policy."""
+    plain: list[dict[str, Any]] = []
+    conditional: list[Any] = []
+    for policy in deployed["Resources"]["NotifyFunctionRole"]["Properties"]["Policies"]:
+        if "Fn::If" in policy:
+            conditional = policy["Fn::If"]
+            continue
+        plain.extend(statements(policy["PolicyDocument"]))
+    return plain, conditional
+
+
+def test_notify_role_is_least_privilege(deployed: dict[str, Any]) -> None:
+    from logpipe.notify.queries import load_alarm_queries
+
+    role = deployed["Resources"]["NotifyFunctionRole"]["Properties"]
+    assert {str(arn).rsplit("/", 1)[-1] for arn in role["ManagedPolicyArns"]} == {
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
+    }
+    plain, conditional = _notify_role_statements(deployed)
+    actions: set[str] = set()
+    for statement in plain:
+        actions.update(as_list(statement["Action"]))
+        assert referenced_ids(statement["Resource"]) <= {
+            *NOTIFY_SECRETS,
+            "IdempotencyTable",
+            "PipelineKey",
+            "NotifyFailureQueue",
+        }
+        if {"dynamodb:PutItem"} & set(as_list(statement["Action"])):
+            assert set(as_list(statement["Action"])) == LEDGER_ACTIONS  # what Powertools Idempotency calls
+            assert statement["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert {a for a in actions if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    assert not [a for a in actions if a.startswith(("logs:", "s3:", "ssm:", "sqs:Receive"))], actions
+    secrets = {
+        next(iter(referenced_ids(s["Resource"])))
+        for s in plain
+        if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+    }
+    assert secrets == NOTIFY_SECRETS
+    # Logs Insights only with NotifyLogContext, StartQuery only on the groups the context queries read.
+    condition, with_context, without = conditional
+    assert condition == "NotifyWithLogContext"
+    assert deployed["Conditions"][condition] == {"Fn::Equals": [{"Ref": "NotifyLogContext"}, "true"]}
+    assert without == {"Ref": "AWS::NoValue"}
+    by_action = {
+        action: statement["Resource"]
+        for statement in statements(with_context["PolicyDocument"])
+        for action in as_list(statement["Action"])
+    }
+    assert set(by_action) == {"logs:StartQuery", "logs:GetQueryResults", "logs:StopQuery"}
+    # Neither supports resource-level permissions; they only reach a query by the id StartQuery returned.
+    assert by_action["logs:GetQueryResults"] == by_action["logs:StopQuery"] == "*"
+    prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    granted = {item["Fn::Sub"].removeprefix(prefix).removesuffix(":*") for item in by_action["logs:StartQuery"]}
+    read = {g for q in load_alarm_queries().by_metric.values() if q.error_context for g in q.log_groups}
+    assert granted == read
+
+
+def test_alarm_queries_are_the_saved_queries_over_the_alarmed_services_groups(deployed: dict[str, Any]) -> None:
+    from logpipe.notify.queries import load_alarm_queries
+
+    definitions = {
+        d["Properties"]["Name"]["Fn::Sub"].removeprefix("${AWS::StackName}/"): d["Properties"]
+        for d in resources_of_type(deployed, "AWS::Logs::QueryDefinition").values()
+    }
+    alarmed = {
+        (a["Properties"].get("Namespace"), a["Properties"].get("MetricName"))
+        for a in resources_of_type(deployed, "AWS::CloudWatch::Alarm").values()
+    }
+    rules = {rule.name: rule for rule in load_metric_rules().rules}
+    queries = load_alarm_queries()
+    assert {("PACS/Application", "PACSBackendErrors"), ("PACS/Application", "PACSBackendResponseTime")} <= set(
+        queries.by_metric
+    )
+    for (namespace, metric), query in queries.by_metric.items():
+        assert (namespace, metric) in alarmed, metric
+        assert query.saved_query in definitions, query.saved_query
+        assert query.query == definitions[query.saved_query]["QueryString"], query.saved_query
+        # The groups of the service the metric rule reads, of the log types the stack creates.
+        services = rules[metric].services
+        assert services
+        assert set(query.log_groups) <= {f"/aws/ecs/{s}/{t}" for s in services for t in LOG_TYPES}, metric
+    assert queries.by_metric["PACS/Application", "PACSBackendErrors"].error_context
+    assert not queries.by_metric["PACS/Application", "PACSBackendResponseTime"].error_context
+
+
+def test_notifier_alarms_watch_what_the_notifier_publishes(
+    deployed: dict[str, Any], parameter_values: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    HealthMetrics(parameter_values["Environment"], service="logpipe-notify", metrics=NOTIFY_METRICS).publish(Counter())
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CloudWatchMetrics"' in line]
+    assert len(documents) == 1
+    resources = deployed["Resources"]
+    failures = resources["NotifierFailuresAlarm"]["Properties"]
+    assert (failures["Namespace"], failures["MetricName"]) == ("LogPipe", NOTIFY_METRICS["rejected"])
+    dimensions = _alarm_dimensions(resources["NotifierFailuresAlarm"], parameter_values)
+    directive = documents[0]["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == failures["Namespace"]
+    assert [sorted(dimensions)] == [sorted(d) for d in directive["Dimensions"]]
+    assert all(documents[0][key] == value for key, value in dimensions.items())
+    assert failures["MetricName"] in {m["Name"] for m in directive["Metrics"]}
+    assert (failures["Statistic"], failures["Threshold"], failures["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    errors = resources["NotifyErrorsAlarm"]["Properties"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert referenced_ids(errors["Dimensions"]) == {"NotifyFunction"}
+    depth = resources["NotifyFailureQueueDepthAlarm"]["Properties"]
+    assert (depth["Namespace"], depth["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert referenced_ids(depth["Dimensions"]) == {"NotifyFailureQueue"}
+
+
+def test_webhook_secrets_are_created_empty_and_only_the_notifier_reads_them(deployed: dict[str, Any]) -> None:
+    resources = deployed["Resources"]
+    for name in NOTIFY_SECRETS:
+        secret = resources[name]
+        assert "Condition" not in secret
+        assert "SecretString" not in secret["Properties"], "a webhook URL in the template leaks it"
+        assert "GenerateSecretString" not in secret["Properties"]
+        assert secret["Properties"]["KmsKeyId"] == {"Ref": "PipelineKey"}
+        assert deployed["Outputs"][f"{name}Arn"]["Value"] == {"Ref": name}
+    readers = {
+        role
+        for role, statement in _iam_statements(deployed)
+        if "secretsmanager:GetSecretValue" in as_list(statement.get("Action", []))
+        and referenced_ids(statement["Resource"]) & NOTIFY_SECRETS
+    }
+    assert readers == {"NotifyFunctionRole"}
+
+
+def test_idempotency_table_is_the_notifiers_delivery_ledger(deployed: dict[str, Any]) -> None:
+    """The table Powertools Idempotency needs is wired to the one function that uses it."""
+    users = {
+        name
+        for name, resource in deployed["Resources"].items()
+        if name != "IdempotencyTable" and "IdempotencyTable" in referenced_ids(resource)
+    }
+    assert users == {"NotifyFunction", "NotifyFunctionRole"}

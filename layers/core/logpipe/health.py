@@ -7,6 +7,7 @@ malformed input, parked items), not the services whose logs it reads.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,10 +46,17 @@ HEALTH_METRICS: dict[str, str] = {
 class HealthMetrics:
     """Publishes a run's counters as EMF through Powertools Metrics (one document per invocation)."""
 
-    def __init__(self, environment: str, namespace: str | None = None, service: str | None = None) -> None:
-        """Create the Powertools Metrics instance with an Environment default dimension."""
+    def __init__(
+        self,
+        environment: str,
+        namespace: str | None = None,
+        service: str | None = None,
+        metrics: Mapping[str, str] = HEALTH_METRICS,
+    ) -> None:
+        """Powertools Metrics with an Environment default dimension; ``metrics`` maps counters to published names."""
         from aws_lambda_powertools import Metrics
 
+        self.names = dict(metrics)
         self._metrics: Metrics = Metrics(namespace=namespace, service=service)
         if not self._metrics.namespace:
             self._metrics.namespace = DEFAULT_NAMESPACE
@@ -60,6 +68,6 @@ class HealthMetrics:
         """Add every known counter (zeros included, so dashboards show a flat line, not a gap) and flush."""
         from aws_lambda_powertools.metrics import MetricUnit
 
-        for key, metric_name in HEALTH_METRICS.items():
+        for key, metric_name in self.names.items():
             self._metrics.add_metric(name=metric_name, unit=MetricUnit.Count, value=counters.get(key, 0))
         self._metrics.flush_metrics()

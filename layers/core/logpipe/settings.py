@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from logpipe.scrub import IP_ADDRESS_POLICIES, IpAddressPolicy
 
@@ -193,5 +193,83 @@ class ExportSettings:
             min_age_hours=min_age_hours,
             log_groups=groups,
             checkpoint_parameter_prefix=parameter_prefix.rstrip("/"),
+            in_lambda=in_lambda,
+        )
+
+
+def _positive_number(env: Mapping[str, str], name: str, *, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        msg = f"{name} must be a positive number, got {raw!r}"
+        raise SettingsError(msg)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """The alert notifier's settings (``functions/notify``), apart from the ingest-only ones.
+
+    Webhook URLs come from ``LOGPIPE_SLACK_WEBHOOK_SECRET`` / ``LOGPIPE_TEAMS_WEBHOOK_SECRET`` (Secrets
+    Manager secret ids, in AWS) or ``LOGPIPE_SLACK_WEBHOOK_URL`` / ``LOGPIPE_TEAMS_WEBHOOK_URL`` (local);
+    either channel may be absent. ``LOGPIPE_IDEMPOTENCY_TABLE`` (required in Lambda) keeps each post to one
+    per channel. ``LOGPIPE_NOTIFY_LOG_CONTEXT`` turns on the top errors from Logs Insights, bounded by
+    ``LOGPIPE_NOTIFY_CONTEXT_SECONDS`` (default 5) and ``LOGPIPE_NOTIFY_CONTEXT_MAX_MB`` scanned (default 100).
+    ``LOGPIPE_DASHBOARD_NAME`` and ``LOGPIPE_PIPELINE_LOG_GROUPS`` feed the links; ``LOGPIPE_NOTIFY_RULES``
+    points at your own routing rules; ``LOGPIPE_NOTIFY_WEBHOOK_TIMEOUT_SECONDS`` bounds each post (default 10).
+    """
+
+    environment: str = "dev"
+    region: str = "ap-northeast-2"
+    # The URLs are credentials: kept out of repr (and so out of any log of the settings).
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    teams_webhook_url: str | None = field(default=None, repr=False)
+    slack_webhook_secret: str | None = None
+    teams_webhook_secret: str | None = None
+    idempotency_table: str | None = None
+    log_context: bool = False
+    context_seconds: float = 5.0
+    context_max_mb: float = 100.0
+    dashboard_name: str | None = None
+    pipeline_log_groups: tuple[str, ...] = ()
+    rules_path: str | None = None
+    webhook_timeout_seconds: float = 10.0
+    in_lambda: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NotifySettings:
+        """Read and validate the notifier's settings from environment variables."""
+        source = os.environ if env is None else env
+        # Reuse the shared validation; the ingest-only rule (parking queue in Lambda) does not apply here.
+        base = Settings.from_env({key: value for key, value in source.items() if key != "AWS_LAMBDA_FUNCTION_NAME"})
+        in_lambda = bool(source.get("AWS_LAMBDA_FUNCTION_NAME"))
+        table = _optional(source, "LOGPIPE_IDEMPOTENCY_TABLE")
+        if in_lambda and table is None:
+            # Without the ledger a retried invocation would post again to channels that already have it.
+            msg = "LOGPIPE_IDEMPOTENCY_TABLE is required when running in Lambda"
+            raise SettingsError(msg)
+        groups = tuple(
+            part.strip() for part in source.get("LOGPIPE_PIPELINE_LOG_GROUPS", "").split(",") if part.strip()
+        )
+        return cls(
+            environment=base.environment,
+            region=base.region,
+            slack_webhook_url=_optional(source, "LOGPIPE_SLACK_WEBHOOK_URL"),
+            teams_webhook_url=_optional(source, "LOGPIPE_TEAMS_WEBHOOK_URL"),
+            slack_webhook_secret=_optional(source, "LOGPIPE_SLACK_WEBHOOK_SECRET"),
+            teams_webhook_secret=_optional(source, "LOGPIPE_TEAMS_WEBHOOK_SECRET"),
+            idempotency_table=table,
+            log_context=_flag(source, "LOGPIPE_NOTIFY_LOG_CONTEXT", default=False),
+            context_seconds=_positive_number(source, "LOGPIPE_NOTIFY_CONTEXT_SECONDS", default=5.0),
+            context_max_mb=_positive_number(source, "LOGPIPE_NOTIFY_CONTEXT_MAX_MB", default=100.0),
+            dashboard_name=_optional(source, "LOGPIPE_DASHBOARD_NAME"),
+            pipeline_log_groups=groups,
+            rules_path=_optional(source, "LOGPIPE_NOTIFY_RULES"),
+            webhook_timeout_seconds=_positive_number(source, "LOGPIPE_NOTIFY_WEBHOOK_TIMEOUT_SECONDS", default=10.0),
             in_lambda=in_lambda,
         )

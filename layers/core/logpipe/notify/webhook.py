@@ -1,0 +1,89 @@
+"""One POST of a JSON message to a chat webhook, its outcome classified; the URL never appears anywhere.
+
+2xx is accepted (Slack answers 200 ``ok``, a Teams Workflows trigger 202). 429 is rate limited, 408
+and 5xx are retryable, and so are timeouts and connection errors: the caller fails the invocation
+and Lambda's asynchronous retry sends it again. Any other 4xx is rejected (Slack's
+``invalid_payload``, ``channel_not_found``, ``channel_is_archived``, ``action_prohibited``; a
+deleted workflow): retrying cannot help, a person must look. Error reasons carry the status and the
+start of the response body, or the exception's type name, never the URL (webhook URLs are
+credentials) and never the exception's text (urllib3 puts the URL in it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from logpipe.delivery import HttpOutcome
+
+if TYPE_CHECKING:
+    import urllib3
+
+_USER_AGENT = "logpipe-notifier/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """How one POST ended."""
+
+    outcome: HttpOutcome
+    status: int | None
+    reason: str
+
+
+def classify_webhook_response(status: int, body: bytes) -> WebhookResult:
+    """Turn a webhook's HTTP answer into a ``WebhookResult``."""
+    detail = " ".join(body[:200].decode("utf-8", "replace").split())
+    if 200 <= status < 300:  # HTTP success range
+        return WebhookResult(HttpOutcome.ACCEPTED, status, "accepted")
+    if status == 429:  # Too Many Requests
+        return WebhookResult(HttpOutcome.RATE_LIMITED, status, f"HTTP 429: {detail}".rstrip(": "))
+    if status >= 500 or status == 408:  # server errors and request timeout are transient
+        return WebhookResult(HttpOutcome.RETRYABLE, status, f"HTTP {status}: {detail}".rstrip(": "))
+    return WebhookResult(HttpOutcome.REJECTED, status, f"HTTP {status}: {detail}".rstrip(": "))
+
+
+class WebhookPoster:
+    """POSTs JSON messages over one reused connection pool, with a bounded timeout."""
+
+    def __init__(self, *, timeout_seconds: float = 10.0, pool: urllib3.PoolManager | None = None) -> None:
+        """Remember the timeout; the pool is created on first use."""
+        self.timeout_seconds = timeout_seconds
+        self._pool = pool
+
+    def _http(self) -> urllib3.PoolManager:
+        if self._pool is None:
+            import urllib3
+
+            self._pool = urllib3.PoolManager(num_pools=4, maxsize=2)
+        return self._pool
+
+    def post(self, url: str, message: Mapping[str, Any], timeout_seconds: float | None = None) -> WebhookResult:
+        """Send ``message`` once; never raises for HTTP or network trouble."""
+        import urllib3
+
+        timeout = max(
+            0.5, self.timeout_seconds if timeout_seconds is None else min(timeout_seconds, self.timeout_seconds)
+        )
+        try:
+            response = self._http().request(
+                "POST",
+                url,
+                body=orjson.dumps(message),
+                headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT},
+                timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
+                retries=False,
+                redirect=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            return WebhookResult(HttpOutcome.NETWORK_ERROR, None, type(error).__name__)
+        return classify_webhook_response(response.status, response.data)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        if self._pool is not None:
+            self._pool.clear()
