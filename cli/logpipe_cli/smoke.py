@@ -58,6 +58,7 @@ EXPECTED_ALARM_SUFFIXES = (
     "ingest-processing-errors",
     "ingest-malformed-payloads",
     "ingest-parking-failures",
+    "ingest-scrub-failures",
     "sentry-dead-lettered",
     "langfuse-dead-lettered",
     "replay-errors",

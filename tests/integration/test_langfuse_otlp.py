@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]  # no stubs installed
+from google.protobuf.json_format import MessageToDict
 
 from logpipe.boundary import Boundary
 from logpipe.langfuse.ledger import DynamoDbLedger, MemoryLedger

@@ -206,9 +206,9 @@ def test_values_of_unknown_types_fail_closed(boundary: Boundary) -> None:
 
 def test_a_scrubber_error_fails_closed(boundary: Boundary, monkeypatch: pytest.MonkeyPatch) -> None:
     class Broken:
-        def scrub(self, text: str) -> str:
+        def scrub_collecting(self, text: str) -> tuple[str, list[tuple[str, str]]]:
             if text == "m":
-                return text
+                return text, []
             raise RuntimeError("bug in a rule")
 
     monkeypatch.setattr(boundary, "text", Broken())
@@ -430,3 +430,48 @@ def test_the_pipelines_own_log_lines_are_scrubbed(boundary: Boundary) -> None:
     assert record.exc_info is None
     assert "P-1" not in record.exception  # type: ignore[attr-defined]
     assert "ValueError" in record.exception  # type: ignore[attr-defined]
+
+
+def test_what_is_masked_somewhere_is_masked_wherever_it_recurs(boundary: Boundary) -> None:
+    # The id is only labelled in one field; the traceback and the message mention it bare.
+    value = {
+        "PatientID": "PQ12345678",
+        "exc_info": "ValueError: bad id PQ12345678",
+        "message": "retrying PQ12345678 later",
+        "PatientAddress": "123 Haneul-ro, Gangnam-gu, Seoul",
+        "note": "shipping to Haneul-ro",
+    }
+    out = boundary.scrub_value(value)
+    text = json.dumps(out)
+    assert "PQ12345678" not in text
+    assert "Haneul-ro" not in text
+    assert out == {
+        "PatientID": DICOM,
+        "exc_info": f"ValueError: bad id {DICOM}",
+        "message": f"retrying {DICOM} later",
+        "PatientAddress": DICOM,
+        "note": f"shipping to {DICOM}",
+    }
+
+
+def test_a_record_is_scrubbed_as_one_unit(boundary: Boundary) -> None:
+    from logpipe.assemble import assemble_records, stream_context
+    from logpipe.decode import decode_payload, iter_payloads
+    from payloads import data_message, subscription_event
+
+    line = (
+        "2026-11-22 01:02:03,456 ERROR [pacs.api] request_id=r-1 store failed "
+        "PatientAddress=123 Haneul-ro, Gangnam-gu, Seoul client=10.0.0.1"
+    )
+    [payload] = iter_payloads(subscription_event(data_message("/aws/ecs/pacs-backend/application", [line])))
+    batch = decode_payload(payload)
+    [record], _ = assemble_records(batch, stream_context(batch, "ap-northeast-2", "test"))
+    # The key=value parser moved the address words into the message; the raw line's rule masked
+    # them whole, so they are masked in the message too.
+    assert "Haneul-ro" in record.message
+    clean = boundary.record(record)
+    for part in (clean.message, clean.raw, json.dumps(clean.fields)):
+        assert "Haneul-ro" not in part
+        assert "Gangnam-gu" not in part
+    assert clean.request_id == "r-1"
+    assert clean.event_id == record.event_id

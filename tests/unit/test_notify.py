@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from logpipe.boundary import Boundary
 from logpipe.delivery import HttpOutcome
 from logpipe.notify.alarm import AlarmMessageError, AlarmNotification, AlarmState, PlainNotification, parse_record
 from logpipe.notify.channels import WebhookConfigError, WebhookUrlSource, checked_url
@@ -26,7 +27,6 @@ from logpipe.notify.queries import InsightsQuery, load_alarm_queries
 from logpipe.notify.render import build_view, slack_message, teams_message
 from logpipe.notify.routing import Channel, RoutingRulesError, load_routing_rules, parse_routing_rules
 from logpipe.notify.webhook import WebhookResult, classify_webhook_response
-from logpipe.scrub import Scrubber
 from logpipe.settings import NotifySettings, SettingsError
 from logpipe_cli.alarms import TemplateAlarm, alarm_sns_event, evaluate, sns_event
 from logpipe_cli.chat_payloads import adaptive_card_problems, slack_problems, teams_problems
@@ -337,7 +337,7 @@ class FakeClock:
 
 
 def _reader(logs: ScriptedLogs, clock: FakeClock, **kwargs: Any) -> LogContextReader:
-    return LogContextReader(logs, scrubber=Scrubber.default(), clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    return LogContextReader(logs, boundary=Boundary.default(), clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
 
 
 QUERY = InsightsQuery("PACS Error Analysis", "fields @message", ("/aws/ecs/pacs-backend/application",), True, "x")

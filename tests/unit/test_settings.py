@@ -91,3 +91,13 @@ def test_langfuse_unscrubbed_prompt_services_reject_what_is_not_a_service_list(v
         SettingsError, match="LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES must be a comma-separated list"
     ):
         Settings.from_env({"LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES": value})
+
+
+@pytest.mark.parametrize(("raw", "policy"), [("", "public"), ("public", "public"), ("ALL", "all"), (" none ", "none")])
+def test_ip_address_policy(raw: str, policy: str) -> None:
+    assert Settings.from_env({"LOGPIPE_SCRUB_IP_ADDRESSES": raw}).scrub_ip_addresses == policy
+
+
+def test_unknown_ip_address_policy_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="LOGPIPE_SCRUB_IP_ADDRESSES must be one of public, all, none"):
+        Settings.from_env({"LOGPIPE_SCRUB_IP_ADDRESSES": "private"})

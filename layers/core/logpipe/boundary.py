@@ -18,7 +18,10 @@ card number or a resident registration number logged as a JSON number); a string
 is decoded, walked and re-encoded; ``\uXXXX`` escapes are decoded before the text rules look. A key
 of a key group (``PatientName``, ``00100010``, ``(0010,0010)``, ``PID-5``, ``password``, a FHIR
 ``Patient``'s ``name``...) masks its whole value, whatever its type. Every string then goes through
-the text rules (:class:`logpipe.scrub.Scrubber`). Keys are scrubbed as text too.
+the text rules (:class:`logpipe.scrub.Scrubber`). Keys are scrubbed as text too. Whatever was masked
+in a unit (a payload, or a JSON document inside a string) is then masked wherever else it occurs in
+that unit, labelled or not: the patient id under ``PatientID`` also in "bad id P-1" in a traceback,
+the address words a key=value parser moved into the message.
 
 Fail closed: a value whose scrubbing raises, is nested deeper than :data:`MAX_DEPTH`, is longer than
 :data:`MAX_TEXT_CHARS`, is of a type the walk does not know, or comes after the call's time budget
@@ -34,7 +37,7 @@ import re
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
@@ -53,6 +56,7 @@ from logpipe.scrub_rules import (
 if TYPE_CHECKING:
     from logpipe.langfuse.mapping import Generation
     from logpipe.parking import ParkedItem
+    from logpipe.records import LogRecord
 
 FAILED_MARKER: Final = "[REDACTED:scrub_failed]"
 OVER_BUDGET_MARKER: Final = "[REDACTED:scrub_budget]"
@@ -81,23 +85,27 @@ SAFE_TAG_KEYS: Final = frozenset(
 _SAFE_TAG_VALUE: Final = re.compile(r"[A-Za-z0-9/][A-Za-z0-9._:/#$\[\]+=-]{0,199}")
 # Event fields the pipeline derives itself (ids, times, enums): nothing from the log reaches them.
 _SENTRY_KEPT: Final = frozenset({"event_id", "timestamp", "level", "platform", "sdk"})
-_BREADCRUMB_KEPT: Final = frozenset({"timestamp", "type", "level"})
 _GENERATION_TEXT_FIELDS: Final = ("name", "model", "trace_seed", "user_id", "session_id", "release", "status_message")
 _PROMPT_FIELDS: Final = ("input", "output")
 # logging.LogRecord's own attributes: everything else on a record came in through ``extra``.
 _LOG_RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
-class _Walk:
-    """State of one top-level call: its deadline, and the long strings already scrubbed in it."""
+Found = list[tuple[str, str]]
 
-    __slots__ = ("deadline", "long_strings")
+
+class _Walk:
+    """State of one top-level call: its deadline, the long strings already scrubbed, what was masked."""
+
+    __slots__ = ("deadline", "found", "long_strings")
 
     def __init__(self, budget: float) -> None:
         self.deadline = time.monotonic() + budget
-        # id -> (the string, its result): a payload often holds one long text twice (a traceback as
-        # the exception and as a field). Keeping the string keeps its id from being reused.
-        self.long_strings: dict[int, tuple[str, object]] = {}
+        # id -> (the string, its result, what it masked): a payload often holds one long text twice (a
+        # traceback as the exception and as a field). Keeping the string keeps its id from being reused.
+        self.long_strings: dict[int, tuple[str, object, tuple[tuple[str, str], ...]]] = {}
+        # (original, replacement) of everything masked in the unit being walked (see Boundary._walk).
+        self.found: Found | None = None
 
 
 def _unicode_unescaped(text: str) -> str:
@@ -186,7 +194,7 @@ class Boundary:
         self.budget_seconds = budget_seconds
         self.counters: Counter[str] = Counter()
         self._clean: set[str] = set()
-        self._dirty: dict[str, str] = {}
+        self._dirty: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
 
     @classmethod
     def default(cls) -> Boundary:
@@ -230,18 +238,38 @@ class Boundary:
         """A Sentry event as it may leave: every field scrubbed, tags reduced to the allow-list."""
         if not self.enabled:
             return dict(event)
-        walk = _Walk(self.budget_seconds)
-        out: dict[str, Any] = {}
+        tags = event.get("tags")
+        tags = tags if isinstance(tags, Mapping) else {}
+        body = {key: value for key, value in event.items() if key not in _SENTRY_KEPT and key != "tags"}
+        # One unit, so what is masked in one part (a field) is masked in every other (the exception).
+        walked = self._walk({"body": body, "tags": dict(tags)}, None, 0, _Walk(self.budget_seconds))
+        if not isinstance(walked, dict) or not isinstance(walked.get("body"), dict):
+            self.counters[FAILURE_COUNTER] += 1
+            return {key: value for key, value in event.items() if key in _SENTRY_KEPT} | {"message": FAILED_MARKER}
+        new_body: dict[str, Any] = walked["body"]
+        walked_tags = walked.get("tags")
+        new_tags: dict[Any, Any] = walked_tags if isinstance(walked_tags, dict) else {}
+        safe: dict[str, str] = {}
         moved: dict[str, Any] = {}
+        for key, value in tags.items():
+            new_value = new_tags.get(key, FAILED_MARKER)
+            if (
+                key in SAFE_TAG_KEYS
+                and isinstance(value, str)
+                and _SAFE_TAG_VALUE.fullmatch(value) is not None
+                and new_value is value
+            ):
+                safe[key] = value
+            else:
+                moved[str(key) if key in new_tags else f"tag{len(moved)}"] = new_value
+        out: dict[str, Any] = {}
         for key, value in event.items():
             if key in _SENTRY_KEPT:
                 out[key] = value
-            elif key == "tags" and isinstance(value, Mapping):
-                out[key] = self._tags(value, moved, walk)
-            elif key == "breadcrumbs" and isinstance(value, Mapping):
-                out[key] = self._breadcrumbs(value, walk)
+            elif key == "tags":
+                out[key] = safe
             else:
-                out[key] = self._walk(value, key, 1, walk)
+                out[key] = new_body.get(key)
         if moved:
             contexts = out.get("contexts")
             if not isinstance(contexts, dict):
@@ -249,22 +277,57 @@ class Boundary:
             contexts["log_tags"] = moved
         return out
 
+    def record(self, record: LogRecord) -> LogRecord:
+        """A record with every text part and field scrubbed, for payloads that are derived from it.
+
+        A Sentry event truncates, normalises (the fingerprint) and parses (the frames) the record's
+        text; done on unscrubbed text, that can cut a value in half ("kim@hospit...") or strip the
+        context a rule needs ("Patient <str> (ID P-1)") before the event's own walk sees it. So the
+        Sentry sink builds its event from this, and then passes the event through
+        :meth:`sentry_event` as well.
+        """
+        if not self.enabled:
+            return record
+        parts = {
+            name: value
+            for name in ("message", "raw", "exception", "request_id", "logger")
+            if (value := getattr(record, name)) is not None
+        }
+        # One unit: fields and text parts share what was masked (a value masked under its key, or by a
+        # multi-word rule on the raw line, is masked in the message the parser derived from it too).
+        walked = self._walk({**parts, "fields": record.fields}, None, 0, _Walk(self.budget_seconds))
+        if not isinstance(walked, dict):
+            self.counters[FAILURE_COUNTER] += 1
+            return dataclasses.replace(
+                record, message=FAILED_MARKER, raw=FAILED_MARKER, exception=None, request_id=None, fields={}
+            )
+        changes: dict[str, Any] = {}
+        for name, value in parts.items():
+            new = walked.get(name)
+            if new is not value:
+                changes[name] = new if isinstance(new, str) else FAILED_MARKER
+        fields = walked.get("fields")
+        if fields is not record.fields:
+            changes["fields"] = fields if isinstance(fields, Mapping) else {"fields": FAILED_MARKER}
+        return dataclasses.replace(record, **changes) if changes else record
+
     def generation(self, generation: Generation) -> Generation:
         """A generation as its span may carry it (prompts as logged for opted-out services)."""
         if not self.enabled:
             return generation
-        walk = _Walk(self.budget_seconds)
-        changes: dict[str, Any] = {}
         names: tuple[str, ...] = (*_GENERATION_TEXT_FIELDS, "metadata")
         if generation.service not in self.prompt_services:
             names += _PROMPT_FIELDS
-        for name in names:
-            value = getattr(generation, name)
-            if value is None:
-                continue
-            new = self._walk(value, name, 1, walk)
-            if new is not value:
-                changes[name] = new
+        parts = {name: value for name in names if (value := getattr(generation, name)) is not None}
+        walked = self._walk(parts, None, 0, _Walk(self.budget_seconds))
+        if not isinstance(walked, dict):
+            self.counters[FAILURE_COUNTER] += 1
+            walked = dict.fromkeys(parts, FAILED_MARKER)
+        changes: dict[str, Any] = {
+            name: walked.get(name, FAILED_MARKER) for name, value in parts.items() if walked.get(name) is not value
+        }
+        if "metadata" in changes and not isinstance(changes["metadata"], dict):
+            changes["metadata"] = {"metadata": FAILED_MARKER}
         return dataclasses.replace(generation, **changes) if changes else generation
 
     def parked(self, item: ParkedItem) -> ParkedItem:
@@ -305,39 +368,49 @@ class Boundary:
                     return orjson.dumps({**rest, **kept}).decode()
         return self._walk(item.body, "body", 1, walk)
 
-    def _tags(self, tags: Mapping[str, Any], moved: dict[str, Any], walk: _Walk) -> dict[str, str]:
-        safe: dict[str, str] = {}
-        for key, value in tags.items():
-            if (
-                key in SAFE_TAG_KEYS
-                and isinstance(value, str)
-                and _SAFE_TAG_VALUE.fullmatch(value) is not None
-                and self._walk(value, key, 1, walk) is value
-            ):
-                safe[key] = value
-            else:
-                moved[str(self._walk(key, None, 1, walk))] = self._walk(value, key, 1, walk)
-        return safe
+    def _walk(self, value: object, parent: str | None, depth: int, walk: _Walk) -> object:
+        """Walk one value that leaves as a unit (a payload, or JSON decoded from a string).
 
-    def _breadcrumbs(self, breadcrumbs: Mapping[str, Any], walk: _Walk) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in breadcrumbs.items():
-            if key == "values" and isinstance(value, list):
-                out[key] = [self._breadcrumb(crumb, walk) for crumb in value]
-            else:
-                out[key] = self._walk(value, key, 1, walk)
+        What was masked anywhere in the unit is then masked everywhere else in it too; an inner
+        unit's finds also count for the unit around it.
+        """
+        outer = walk.found
+        found: Found = []
+        walk.found = found
+        try:
+            out = self._value(value, parent, depth, walk)
+        finally:
+            walk.found = outer
+        if found:
+            if outer is not None:
+                outer.extend(found)
+            known = _known_values(found)
+            if known is not None:
+                out = self._mask_known(out, known, depth)
         return out
 
-    def _breadcrumb(self, crumb: object, walk: _Walk) -> object:
-        if not isinstance(crumb, dict):
-            return self._walk(crumb, "breadcrumb", 2, walk)
-        return {
-            key: value if key in _BREADCRUMB_KEPT else self._walk(value, key, 3, walk) for key, value in crumb.items()
-        }
-
-    def _walk(self, value: object, parent: str | None, depth: int, walk: _Walk) -> object:
-        """Walk one value that leaves as a unit (a payload, or JSON decoded from a string)."""
-        return self._value(value, parent, depth, walk)
+    def _mask_known(self, value: object, known: _Known, depth: int) -> object:
+        """Replace the unit's known values wherever they occur (strings and keys), labelled or not."""
+        if depth > MAX_DEPTH:
+            return value
+        if isinstance(value, str):
+            return known.sub(value)
+        if isinstance(value, dict):
+            out = {
+                (known.sub(key) if isinstance(key, str) else key): self._mask_known(item, known, depth + 1)
+                for key, item in value.items()
+            }
+            same = len(out) == len(value) and all(
+                new_key is old_key and out[new_key] is item
+                for (new_key, _), (old_key, item) in zip(out.items(), value.items(), strict=True)
+            )
+            return value if same else out
+        if isinstance(value, list | tuple):
+            items = [self._mask_known(item, known, depth + 1) for item in value]
+            if all(new is old for new, old in zip(items, value, strict=True)):
+                return value
+            return items if isinstance(value, list) else tuple(items)
+        return value
 
     def _value(self, value: object, parent: str | None, depth: int, walk: _Walk) -> object:  # noqa: PLR0911 - one branch per JSON type
         # Exact type checks first (the common case, and cheap); subclasses (StrEnum values,
@@ -401,8 +474,10 @@ class Boundary:
                         new_key = f"{new_key}#"
             if fhir_keys is not None and fhir is not None and key in fhir_keys and item is not None:
                 new: object = fhir.replacement
+                _remember(item, fhir.replacement, walk.found)
             elif group is not None and _maskable(item, group):
                 new = group.replacement
+                _remember(item, group.replacement, walk.found)
             else:
                 new = self._value(item, key if type(key) is str else parent, depth + 1, walk)
             changed = changed or new is not item
@@ -417,46 +492,117 @@ class Boundary:
             return text
         dirty = self._dirty.get(text)
         if dirty is not None:
-            return dirty
+            return _reported(dirty[0], dirty[1], walk)
         if time.monotonic() > walk.deadline or len(text) > MAX_TEXT_CHARS or depth > MAX_DEPTH:
             self.counters[FAILURE_COUNTER] += 1
             return OVER_BUDGET_MARKER
         json_like = _looks_like_json(text)
         long_text = not json_like and len(text) > _MEMO_CHARS
         if long_text and (seen := walk.long_strings.get(id(text))) is not None:
-            return seen[1]
+            return _reported(seen[1], seen[2], walk)
         try:
-            out = self._scrub_string(text, parent, depth, walk, json_like=json_like)
+            out, found = self._scrub_string(text, parent, depth, walk, json_like=json_like)
         except Exception:  # noqa: BLE001 - fail closed: whatever went wrong, the raw value must not leave
             self.counters[FAILURE_COUNTER] += 1
             return FAILED_MARKER
         if long_text:
-            walk.long_strings[id(text)] = (text, out)
+            walk.long_strings[id(text)] = (text, out, tuple(found))
         elif not json_like:
-            if len(self._clean) + len(self._dirty) >= _MEMO_ENTRIES:
-                self._clean.clear()
-                self._dirty.clear()
-            if out is text:
-                self._clean.add(text)
-            else:
-                self._dirty[text] = out
-        return out
+            self._memoise(text, out, found)
+        return _reported(out, found, walk)
 
-    def _scrub_string(self, text: str, parent: str | None, depth: int, walk: _Walk, *, json_like: bool) -> str:
+    def _memoise(self, text: str, out: str, found: Found) -> None:
+        if len(self._clean) + len(self._dirty) >= _MEMO_ENTRIES:
+            self._clean.clear()
+            self._dirty.clear()
+        if out is text:
+            self._clean.add(text)
+        else:
+            self._dirty[text] = (out, tuple(found))
+
+    def _scrub_string(
+        self, text: str, parent: str | None, depth: int, walk: _Walk, *, json_like: bool
+    ) -> tuple[str, Found]:
         if json_like:
             try:
                 document = orjson.loads(text)
             except orjson.JSONDecodeError:
                 document = None
             if isinstance(document, dict | list):
+                # The inner unit reports its finds into this walk's list itself (see _walk).
                 new = self._walk(document, parent, depth + 1, walk)
-                return text if new is document else orjson.dumps(new).decode()
+                return (text if new is document else orjson.dumps(new).decode()), []
         if "\\u" in text:
             decoded = _unicode_unescaped(text)
             if decoded != text:
-                scrubbed = self.text.scrub(decoded)
-                return text if scrubbed is decoded else scrubbed
-        return self.text.scrub(text)
+                scrubbed, found = self.text.scrub_collecting(decoded)
+                return (text if scrubbed is decoded else scrubbed), found
+        return self.text.scrub_collecting(text)
+
+
+# Shorter pieces are too common to mask wherever they occur (and carry little on their own).
+_MIN_KNOWN_CHARS: Final = 4
+_KNOWN_SPLIT: Final = re.compile(r"""[\s,;|^=()\[\]{}"'<>]+""")
+_KNOWN_TRIM: Final = ".:-_/"
+_MAX_KNOWN_VALUES: Final = 500
+
+
+def _reported(out: object, found: Sequence[tuple[str, str]], walk: _Walk) -> object:
+    """``out``, after adding what was masked to the walk's unit (see Boundary._walk)."""
+    if found and walk.found is not None:
+        walk.found.extend(found)
+    return out
+
+
+def _remember(value: object, replacement: str, found: Found | None, depth: int = 0) -> None:
+    """Note the text of a value masked under a sensitive key, so it is masked where it recurs."""
+    if found is None or depth > MAX_DEPTH:
+        return
+    if isinstance(value, str):
+        found.append((value, replacement))
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        found.append((str(int(value)) if isinstance(value, float) and value.is_integer() else str(value), replacement))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _remember(item, replacement, found, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _remember(item, replacement, found, depth + 1)
+
+
+class _Known:
+    """One regex over a unit's known values (whole, and their words), with each one's replacement."""
+
+    __slots__ = ("_pattern", "_replacements")
+
+    def __init__(self, replacements: dict[str, str]) -> None:
+        self._replacements = replacements
+        forms = []
+        for value in sorted(replacements, key=len, reverse=True):
+            head = "(?<![A-Za-z0-9])" if value[0].isascii() and value[0].isalnum() else ""
+            tail = "(?![A-Za-z0-9])" if value[-1].isascii() and value[-1].isalnum() else ""
+            forms.append(f"{head}{re.escape(value)}{tail}")
+        self._pattern = re.compile("|".join(forms))
+
+    def sub(self, text: str) -> str:
+        """``text`` with every known value replaced; the same object when none occurs."""
+        if not text:
+            return text
+        out = self._pattern.sub(lambda m: self._replacements[m.group()], text)
+        return text if out == text else out
+
+
+def _known_values(found: Found) -> _Known | None:
+    replacements: dict[str, str] = {}
+    for original, replacement in found:
+        pieces = [original, *_KNOWN_SPLIT.split(original)] if len(original) < MAX_TEXT_CHARS else []
+        for piece in pieces:
+            value = piece.strip(_KNOWN_TRIM)
+            if len(value) >= _MIN_KNOWN_CHARS and not value.startswith("[REDACTED:"):
+                replacements.setdefault(value, replacement)
+        if len(replacements) >= _MAX_KNOWN_VALUES:
+            break
+    return _Known(replacements) if replacements else None
 
 
 def _looks_like_json(text: str) -> bool:

@@ -176,7 +176,11 @@ class IngestPipeline:
                 self._park_unprocessable_batch(batch, error, counters)
         self._deliver(by_kind, counters, all_records or [], self._deadline(remaining_ms))
         self._flush_parking(parking, counters)
-        counters.update(self.boundary.take_counters())
+        scrubbing = self.boundary.take_counters()
+        if scrubbing:
+            counters.update(scrubbing)
+            # Counts only: what failed to scrub must not be written anywhere, this log included.
+            self.logger.warning("Values left as redaction markers: scrubbing failed closed", extra=dict(scrubbing))
         if self.settings.metrics_enabled:
             counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
         counters["metric_bad_values"] += aggregator.totals.bad_values

@@ -462,6 +462,15 @@ class _StringSpans(threading.local):
 _STRING_SPANS: Final = _StringSpans()
 
 
+class _FoundSpans(threading.local):
+    """Where :meth:`Scrubber.scrub_collecting` gathers what was masked (None: nobody is asking)."""
+
+    spans: list[tuple[str, str]] | None = None
+
+
+_FOUND: Final = _FoundSpans()
+
+
 def _is_bare_json_value(text: str, a: int, b: int) -> bool:
     """Tell whether ``text[a:b]`` is a whole JSON value outside any JSON string."""
     if _JSON_VALUE_AFTER.match(text, b) is None:
@@ -503,6 +512,9 @@ def _make_handler(
             return None
         if validator is not None and not validator(text[a:b]):
             return None
+        found = _FOUND.spans
+        if found is not None:
+            found.append((text[a:b], repl))
         return quoted if _is_bare_json_value(text, a, b) else repl
 
     if mask_groups:
@@ -687,6 +699,15 @@ class Scrubber:
                 heapq.heappush(pending, (again.start(), index, again))
         out.append(text[done:])
         return "".join(out)
+
+    def scrub_collecting(self, text: str) -> tuple[str, list[tuple[str, str]]]:
+        """Like :meth:`scrub`, and also return each masked original with its replacement."""
+        found: list[tuple[str, str]] = []
+        previous, _FOUND.spans = _FOUND.spans, found
+        try:
+            return self.scrub(text), found
+        finally:
+            _FOUND.spans = previous
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with all rule matches masked; the same object if clean."""

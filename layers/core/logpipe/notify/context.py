@@ -24,7 +24,7 @@ from logpipe.records import Level
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
 
-    from logpipe.scrub import Scrubber
+    from logpipe.boundary import Boundary
 
 _DONE = frozenset({"Complete"})
 _FAILED = frozenset({"Failed", "Cancelled", "Timeout", "Unknown"})
@@ -78,7 +78,7 @@ class LogContextReader:
         self,
         client: CloudWatchLogsClient | None = None,
         *,
-        scrubber: Scrubber | None = None,
+        boundary: Boundary | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_bytes_scanned: float = DEFAULT_MAX_BYTES_SCANNED,
         poll_seconds: float = 0.5,
@@ -90,7 +90,7 @@ class LogContextReader:
     ) -> None:
         """Remember the bounds; the client is created on first use."""
         self._client = client
-        self._scrubber = scrubber
+        self._boundary = boundary
         self.timeout_seconds = timeout_seconds
         self.max_bytes_scanned = max_bytes_scanned
         self.poll_seconds = poll_seconds
@@ -113,11 +113,12 @@ class LogContextReader:
         return self._client
 
     def _scrub(self, text: str) -> str:
-        if self._scrubber is None:
-            from logpipe.scrub import Scrubber
+        # The messages leave for Slack or Teams: the same PHI boundary as everything else that leaves.
+        if self._boundary is None:
+            from logpipe.boundary import Boundary
 
-            self._scrubber = Scrubber.default()
-        return self._scrubber.scrub(text)
+            self._boundary = Boundary.default()
+        return self._boundary.scrub_text(text)
 
     def read(self, query: InsightsQuery, start: datetime, end: datetime) -> LogContext:
         """The top error messages of ``query`` over ``start``..``end``; never raises."""

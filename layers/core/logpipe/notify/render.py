@@ -236,9 +236,9 @@ def build_view(  # noqa: PLR0913 - everything a message shows
             context=context,
         )
     if scrub is None:
-        from logpipe.scrub import Scrubber
+        from logpipe.boundary import Boundary
 
-        scrub = Scrubber.default().scrub
+        scrub = Boundary.default().scrub_text
     region = notification.topic_arn.split(":")[3] if notification.topic_arn.count(":") >= 5 else ""
     dashboard = Link("Pipeline dashboard", dashboard_url(region, dashboard_name)) if region and dashboard_name else None
     return _plain_view(notification, environment, severity, scrub, dashboard)

@@ -1,7 +1,7 @@
 """The Sentry sink: error records -> Sentry events, sent concurrently with confirmed outcomes.
 
-Per invocation: build one event per error record and pass it through the PHI boundary (every field
-scrubbed, tags reduced to an allow-list), hold back all but
+Per invocation: build one event per error record from the record as the PHI boundary scrubbed it,
+pass the event through the boundary as a whole (tags reduced to an allow-list), hold back all but
 the first N events of each fingerprint (spike protection; the last one sent reports how many were
 held back), send the rest in parallel within the deadline, and park or dead-letter every event that
 was not accepted. Every record gets exactly one outcome.
@@ -110,6 +110,17 @@ class SentrySink:
     ) -> list[tuple[LogRecord, dict[str, Any], str]]:
         prepared: list[tuple[LogRecord, dict[str, Any], str]] = []
         boundary = context.boundary
+        # The event is built from scrubbed records (it truncates, normalises and parses their text),
+        # then walked once more as a whole. Errors of one request share their breadcrumbs: each
+        # record is scrubbed once, not once per error that cites it.
+        scrubbed: dict[int, LogRecord] = {}
+
+        def clean(record: LogRecord) -> LogRecord:
+            done = scrubbed.get(id(record))
+            if done is None:
+                done = scrubbed[id(record)] = boundary.record(record)
+            return done
+
         for record in records:
             try:
                 dsn = self.router.dsn_for(record.service)
@@ -119,8 +130,9 @@ class SentrySink:
             if dsn is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
-            crumbs = select_breadcrumbs(record, context.batch_records)
-            prepared.append((record, boundary.sentry_event(build_event(record, breadcrumbs=crumbs)), dsn))
+            crumbs = [clean(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
+            event = build_event(clean(record), breadcrumbs=crumbs)
+            prepared.append((record, boundary.sentry_event(event), dsn))
         return prepared
 
     def _spike_protect(
