@@ -60,6 +60,8 @@ EXPECTED_ALARM_SUFFIXES = (
     "ingest-parking-failures",
     "sentry-dead-lettered",
     "langfuse-dead-lettered",
+    "sentry-not-configured",
+    "langfuse-not-configured",
     "replay-errors",
     "export-lag",
     "export-retention-headroom",

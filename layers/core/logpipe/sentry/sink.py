@@ -20,8 +20,9 @@ from logpipe.classify import RecordKind
 from logpipe.delivery import DEFAULT_RETRY_SECONDS
 from logpipe.parking import ParkedItem
 from logpipe.records import LogRecord
+from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
 from logpipe.sentry.event import build_event, select_breadcrumbs
-from logpipe.sentry.routing import DsnRouter, DsnRoutingError
+from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.transport import SendOutcome, SendResult, SentryClient
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
@@ -104,12 +105,17 @@ class SentrySink:
         # Errors of one request share their breadcrumbs: scrub each record once, not once per citing error.
         scrubbed: dict[int, LogRecord] = {}
         for record in records:
+            dsn: str | None = None
+            unavailable: str | None = None
             try:
                 dsn = self.router.dsn_for(record.service)
-            except DsnRoutingError as error:
-                deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, str(error)))
+            except SecretNotConfiguredError as error:
+                deliveries.append(Delivery(record.event_id, DeliveryOutcome.NOT_CONFIGURED, str(error)))
                 continue
-            if dsn is None:
+            except SecretUnavailableError as error:
+                # Configured but not readable right now: built like any event, then parked for the replay.
+                unavailable = str(error)
+            if dsn is None and unavailable is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
             crumbs = []
@@ -118,7 +124,12 @@ class SentrySink:
                 if clean is None:
                     clean = scrubbed[id(crumb)] = context.scrub_record(crumb)
                 crumbs.append(clean)
-            prepared.append((record, build_event(record, breadcrumbs=crumbs), dsn))
+            event = build_event(record, breadcrumbs=crumbs)
+            if unavailable is not None:
+                result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, None, unavailable)
+                deliveries.append(self._settle(record, event, result, context, self._clock()))
+                continue
+            prepared.append((record, event, str(dsn)))
         return prepared
 
     def _spike_protect(
