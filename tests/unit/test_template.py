@@ -548,6 +548,74 @@ def test_log_level_parameter_maps_to_lambda_alc_levels(template: dict[str, Any])
         assert mapping[level]["Level"] in alc_levels, level
 
 
+# Lambda Advanced Logging Controls levels, least to most severe.
+ALC_SEVERITY = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4, "FATAL": 5}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def lambda_keeps(line: str, application_level: str) -> bool:
+    """What Lambda does with one stdout line of a JSON-format function: a JSON line without a level is INFO."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        document = None
+    level = str(document.get("level", "INFO")) if isinstance(document, dict) else "INFO"
+    level = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(level.upper(), level.upper())
+    return ALC_SEVERITY.get(level, ALC_SEVERITY["INFO"]) >= ALC_SEVERITY[application_level]
+
+
+def test_the_log_level_tests_cover_every_allowed_value(template: dict[str, Any]) -> None:
+    assert tuple(template["Parameters"]["LogLevel"]["AllowedValues"]) == LOG_LEVELS
+
+
+@pytest.mark.parametrize("log_level", LOG_LEVELS)
+def test_no_allowed_log_level_filters_out_the_metrics(
+    template: dict[str, Any],
+    deployed: dict[str, Any],
+    log_level: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Lambda drops lines below ApplicationLogLevel and reads EMF (no level) as INFO: EMF must survive every value.
+
+    The pipeline's own lines still follow LogLevel: that is POWERTOOLS_LOG_LEVEL, applied by build_logger.
+    """
+    from logpipe.runtime import build_logger
+
+    functions = resources_of_type(deployed, "AWS::Lambda::Function")
+    assert len(functions) >= 3
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", name
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == {
+            "Fn::FindInMap": ["AlcLogLevel", {"Ref": "LogLevel"}, "Level"]
+        }, name
+        assert props["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}, name
+    application_level = template["Mappings"]["AlcLogLevel"][log_level]["Level"]
+    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", application_level)  # what Lambda sets from ApplicationLogLevel
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", log_level)
+    logger = build_logger(service=f"log-level-{log_level.lower()}")
+    logger.debug("pipeline debug line")
+    logger.info("pipeline info line")
+    logger.warning("pipeline warning line")
+    logger.error("pipeline error line")
+    HealthMetrics(environment="prod", namespace="LogPipe", service="logpipe-ingest").publish(Counter(events_in=3))
+    rule = load_metric_rules().rules[0]
+    for document in _published_pacs_documents(rule, "prod"):
+        print(json.dumps(document))  # noqa: T201 - the EMF writer's stdout line
+    kept = [line for line in capsys.readouterr().out.splitlines() if lambda_keeps(line, application_level)]
+    namespaces = {
+        json.loads(line)["_aws"]["CloudWatchMetrics"][0]["Namespace"] for line in kept if '"CloudWatchMetrics"' in line
+    }
+    assert namespaces == {"LogPipe", rule.namespace}, f"LogLevel={log_level} loses metrics"
+    severity = ("DEBUG", "INFO", "WARNING", "ERROR").index(log_level)
+    for index, word in enumerate(("debug", "info", "warning", "error")):
+        shown = any(f"pipeline {word} line" in line for line in kept)
+        assert shown == (index >= severity), (
+            f"LogLevel={log_level}: the {word} line {'vanished' if shown is False else 'leaked'}"
+        )
+
+
 def test_full_stream_services_are_exactly_the_services_the_metric_rules_read(template: dict[str, Any]) -> None:
     """An application group the rules read must be streamed whole, or INFO/WARN metrics would never arrive."""
     rules = load_metric_rules().rules

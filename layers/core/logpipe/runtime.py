@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from logpipe.health import HealthMetrics
@@ -20,10 +22,19 @@ PIPELINE_SERVICE = "logpipe-ingest"
 
 
 def build_logger(service: str = PIPELINE_SERVICE) -> Any:
-    """The pipeline's own structured logger (Powertools Logger, JSON to stdout)."""
+    """The pipeline's own structured logger (Powertools Logger, JSON to stdout) at ``POWERTOOLS_LOG_LEVEL``."""
     from aws_lambda_powertools import Logger
 
-    return Logger(service=service)
+    logger = Logger(service=service)
+    # Inside Powertools, Lambda's level (ApplicationLogLevel, as AWS_LAMBDA_LOG_LEVEL) wins over
+    # POWERTOOLS_LOG_LEVEL. The template keeps Lambda's at INFO (DEBUG for LogLevel=DEBUG): Lambda
+    # reads a JSON line without a level -- every EMF document -- as INFO and would drop all metrics
+    # at WARN or ERROR. So a quieter POWERTOOLS_LOG_LEVEL is applied here, to the logger itself.
+    wanted = logging.getLevelNamesMapping().get(os.environ.get("POWERTOOLS_LOG_LEVEL", "").strip().upper())
+    underlying = logging.getLogger(logger.name)
+    if wanted is not None and wanted > underlying.getEffectiveLevel():
+        underlying.setLevel(wanted)
+    return logger
 
 
 def build_parking(settings: Settings, logger: Any) -> ParkingLot:
