@@ -602,7 +602,7 @@ def test_no_allowed_log_level_filters_out_the_metrics(
     HealthMetrics(environment="prod", namespace="LogPipe", service="logpipe-ingest").publish(Counter(events_in=3))
     rule = load_metric_rules().rules[0]
     for document in _published_pacs_documents(rule, "prod"):
-        print(json.dumps(document))  # noqa: T201 - the EMF writer's stdout line
+        print(json.dumps(document))  # what the EMF writer puts on stdout
     kept = [line for line in capsys.readouterr().out.splitlines() if lambda_keeps(line, application_level)]
     namespaces = {
         json.loads(line)["_aws"]["CloudWatchMetrics"][0]["Namespace"] for line in kept if '"CloudWatchMetrics"' in line
