@@ -53,8 +53,14 @@ class HealthMetrics:
         self._metrics: Metrics = Metrics(namespace=namespace, service=service)
         if not self._metrics.namespace:
             self._metrics.namespace = DEFAULT_NAMESPACE
-        # Powertools keeps default dimensions on a process-wide singleton: set them only once.
-        if self._metrics.default_dimensions.get("Environment") != environment:
+        # Powertools keeps metrics and default dimensions on a process-wide singleton. Setting the same
+        # default again, or another value over it, re-adds a dimension that is already there (and
+        # Powertools warns it overwrites it): set it once, and replace it cleanly when it changes.
+        current = self._metrics.default_dimensions.get("Environment")
+        if current != environment:
+            if current is not None:
+                self._metrics.clear_default_dimensions()
+                self._metrics.clear_metrics()
             self._metrics.set_default_dimensions(Environment=environment)
 
     def publish(self, counters: Counter[str]) -> None:
