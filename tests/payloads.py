@@ -94,7 +94,8 @@ def sqs_lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "messageId": message["MessageId"],
                 "receiptHandle": message["ReceiptHandle"],
                 "body": message["Body"],
-                "attributes": {},
+                # What SQS returned for AttributeNames=["All"] (ApproximateReceiveCount, SentTimestamp, ...).
+                "attributes": dict(message.get("Attributes", {})),
                 "messageAttributes": {},
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",

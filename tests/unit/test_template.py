@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from logpipe.formats import parse_line
-from logpipe.health import HEALTH_METRICS, HealthMetrics
+from logpipe.health import HEALTH_METRICS, REPLAY_METRICS, HealthMetrics
 from logpipe.metrics import MetricAggregator, MetricRule, load_metric_rules
 from logpipe.records import Level, LogRecord, StreamContext
 
@@ -928,8 +928,25 @@ def test_parking_queue_redrives_to_dlq(deployed: dict[str, Any]) -> None:
     assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
     redrive = queue["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] == 5
     assert "RedrivePolicy" not in dlq["Properties"], "the DLQ must be the end of the chain"
+
+
+def test_only_the_replay_horizon_sends_an_undeliverable_item_to_the_dlq(
+    template: dict[str, Any], deployed: dict[str, Any]
+) -> None:
+    """The redrive count is a safety net above every receive an item can reach within the longest horizon."""
+    from logpipe.replay import max_receives_within
+    from logpipe.settings import DEFAULT_REPLAY_HORIZON_HOURS, MAX_REPLAY_HORIZON_HOURS
+
+    horizon = template["Parameters"]["ReplayHorizonHours"]
+    assert horizon["Default"] == DEFAULT_REPLAY_HORIZON_HOURS
+    assert horizon["MaxValue"] == MAX_REPLAY_HORIZON_HOURS
+    redrive = deployed["Resources"]["ParkingQueue"]["Properties"]["RedrivePolicy"]
+    worst = max_receives_within(MAX_REPLAY_HORIZON_HOURS * 3600)
+    # + room for not-yet-due receives and the odd crashed invocation; SQS allows at most 1000.
+    assert worst + 20 <= redrive["maxReceiveCount"] <= 1000
+    replay = deployed["Resources"]["ReplayFunction"]["Properties"]["Environment"]["Variables"]
+    assert replay["LOGPIPE_REPLAY_HORIZON_HOURS"] == {"Ref": "ReplayHorizonHours"}
 
 
 def test_queue_retention_and_visibility(deployed: dict[str, Any], deployed_ingest: dict[str, Any]) -> None:
@@ -1393,9 +1410,10 @@ def test_dashboard_shows_every_pacs_metric_and_the_pipeline_health(deployed: dic
         assert (rule.namespace, rule.name) in series, rule.name
     # The exporter's series (test_dashboard_charts_every_exporter_series) are the other LogPipe metrics.
     exporter_metrics = {metric for _, metric, _ in _exporter_emf_series("prod")}
+    published = {*HEALTH_METRICS.values(), *REPLAY_METRICS.values()}  # the ingest and replay functions'
     for namespace, metric in series:
         if namespace == "LogPipe" and metric not in exporter_metrics:
-            assert metric in HEALTH_METRICS.values(), metric
+            assert metric in published, metric
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert {"PacsBackendErrorRateAlarm", "ParkingDeadLetterDepthAlarm"} <= referenced_ids(alarm_widget)
 

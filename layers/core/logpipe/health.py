@@ -6,7 +6,7 @@ malformed input, parked items), not the services whose logs it reads.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,13 +43,33 @@ HEALTH_METRICS: dict[str, str] = {
 }
 
 
+# The replay function's counters (logpipe.replay.Replayer.counts) -> published metric name.
+REPLAY_METRICS: dict[str, str] = {
+    "delivered": "ReplayDelivered",
+    "duplicates_dropped": "ReplayDuplicatesDropped",
+    "not_due": "ReplayNotDue",
+    "retry_later": "ReplayPostponed",
+    "dead_lettered": "ReplayDeadLettered",
+    "horizon_expired": "ReplayHorizonExpired",
+    "unreadable": "ReplayUnreadableMessages",
+    "errors": "ReplayErrors",
+}
+
+
 class HealthMetrics:
     """Publishes a run's counters as EMF through Powertools Metrics (one document per invocation)."""
 
-    def __init__(self, environment: str, namespace: str | None = None, service: str | None = None) -> None:
-        """Create the Powertools Metrics instance with an Environment default dimension."""
+    def __init__(
+        self,
+        environment: str,
+        namespace: str | None = None,
+        service: str | None = None,
+        metrics: Mapping[str, str] = HEALTH_METRICS,
+    ) -> None:
+        """Create the Powertools Metrics instance with an Environment default dimension; ``metrics`` maps counters."""
         from aws_lambda_powertools import Metrics
 
+        self._names = metrics
         self._metrics: Metrics = Metrics(namespace=namespace, service=service)
         if not self._metrics.namespace:
             self._metrics.namespace = DEFAULT_NAMESPACE
@@ -63,10 +83,10 @@ class HealthMetrics:
                 self._metrics.clear_metrics()
             self._metrics.set_default_dimensions(Environment=environment)
 
-    def publish(self, counters: Counter[str]) -> None:
+    def publish(self, counters: Mapping[str, int]) -> None:
         """Add every known counter (zeros included, so dashboards show a flat line, not a gap) and flush."""
         from aws_lambda_powertools.metrics import MetricUnit
 
-        for key, metric_name in HEALTH_METRICS.items():
+        for key, metric_name in self._names.items():
             self._metrics.add_metric(name=metric_name, unit=MetricUnit.Count, value=counters.get(key, 0))
         self._metrics.flush_metrics()

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from logpipe.health import HealthMetrics
+from logpipe.health import REPLAY_METRICS, HealthMetrics
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot, ParkingLot, SqsParkingLot
 from logpipe.pipeline import IngestPipeline
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from logpipe.sentry.routing import DsnRouter
 
 PIPELINE_SERVICE = "logpipe-ingest"
+REPLAY_SERVICE = "logpipe-replay"
 
 
 def build_logger(service: str = PIPELINE_SERVICE) -> Any:
@@ -90,6 +91,9 @@ def build_replayer(settings: Settings) -> Replayer:
         dead_letter_url=settings.dead_letter_queue_url or settings.parking_queue_url,
         router=build_router(settings),
         langfuse=build_langfuse_resender(settings),
+        horizon_hours=settings.replay_horizon_hours,
+        health=HealthMetrics(settings.environment, service=REPLAY_SERVICE, metrics=REPLAY_METRICS),
+        logger=build_logger(REPLAY_SERVICE),
     )
 
 
