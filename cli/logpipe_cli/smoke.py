@@ -210,7 +210,11 @@ def stack_facts(cloudformation: CloudFormationClient, stack_name: str) -> StackF
         alarm_name_prefix=_required(outputs, "AlarmNamePrefix", "output", stack_name),
         ingest_function_name=_required(outputs, "IngestFunctionName", "output", stack_name),
         subscription_destinations=frozenset(destinations),
-        other_function_names=tuple(outputs[key] for key in ("ReplayFunctionName",) if outputs.get(key)),
+        other_function_names=tuple(
+            outputs[key]
+            for key in ("ReplayFunctionName", "ExporterFunctionName", "ServiceLogGroupsFunctionName")
+            if outputs.get(key)
+        ),
     )
 
 

@@ -22,8 +22,9 @@ print(json.dumps({{"heavy": heavy, "has_handler": callable(getattr(app, "lambda_
 """
 
 
-def test_handler_import_loads_no_sdk_and_touches_no_network() -> None:
-    code = PROBE.format(ingest=str(ROOT / "functions" / "ingest"), layer=str(ROOT / "layers" / "core"))
+@pytest.mark.parametrize("function", sorted(path.name for path in (ROOT / "functions").iterdir() if path.is_dir()))
+def test_handler_import_loads_no_sdk_and_touches_no_network(function: str) -> None:
+    code = PROBE.format(ingest=str(ROOT / "functions" / function), layer=str(ROOT / "layers" / "core"))
     # An unroutable endpoint and no credentials: an import-time AWS call would hang or fail loudly.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",

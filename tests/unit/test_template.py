@@ -89,6 +89,10 @@ LOG_TYPES: dict[str, dict[str, Any]] = {
     },
 }
 
+SERVICE_LOG_GROUP = "Custom::ServiceLogGroup"
+# The pipeline's functions (logical id prefix -> name suffix), each with its own, never subscribed, log group.
+PIPELINE_FUNCTIONS = {"Ingest": "ingest", "Replay": "replay", "Exporter": "exporter", "ServiceLogGroups": "log-groups"}
+
 # Every LOGPIPE_* environment variable the code reads (layers/core/logpipe/settings.py). A name the
 # template sets that is not among them is almost certainly a typo (the code would silently ignore it).
 LOGPIPE_ENV_ALLOW_LIST = frozenset(
@@ -749,7 +753,7 @@ def test_high_volume_mode_uses_an_encrypted_stream_with_partial_batch_failures(d
 def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tagged(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
-    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
+    groups = resources_of_type(deployed, SERVICE_LOG_GROUP)
     by_name = {resolve(group["Properties"]["LogGroupName"], parameter_values): group for group in groups.values()}
     expected_names = {f"/aws/ecs/{service}/{log_type}" for service in TWO_SERVICES for log_type in LOG_TYPES}
     assert expected_names <= set(by_name)
@@ -768,18 +772,59 @@ def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tag
             assert tags["Service"] == service
             assert tags["Environment"] == {"Ref": "Environment"}
             assert tags["Project"] == "pacs-logpipe"
-            # Log data outlives the stack: deleting the stack must not delete the logs.
-            assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+            # Created, or adopted when the service already logs there (an AWS::Logs::LogGroup would fail).
+            assert props["ServiceToken"] == {"Fn::GetAtt": ["ServiceLogGroupsFunction", "Arn"]}
+            assert 60 <= int(props["ServiceTimeout"]) <= 3600
+            # Log data outlives the stack: deleting the stack never deletes a group; a rolled-back first deploy
+            # undoes what it did (logpipe.service_log_groups).
+            assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
-@pytest.mark.parametrize("function", ["Ingest", "Replay", "Exporter"])
+def test_a_failed_first_deploy_cleans_up_after_itself(deployed: dict[str, Any]) -> None:
+    """Retain would leave keys, bucket and groups behind a rolled-back first deploy, blocking the retry."""
+    policies = {name: resource.get("DeletionPolicy", "Delete") for name, resource in deployed["Resources"].items()}
+    assert "Retain" not in policies.values(), sorted(name for name, policy in policies.items() if policy == "Retain")
+    data = {"LogsKey", "PipelineKey", "ExportBucket", *resources_of_type(deployed, SERVICE_LOG_GROUP)}
+    for name in data:
+        assert policies[name] == "RetainExceptOnCreate", name
+        assert deployed["Resources"][name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_service_log_groups_provider_may_touch_only_the_service_groups(deployed: dict[str, Any]) -> None:
+    function = deployed["Resources"]["ServiceLogGroupsFunction"]["Properties"]
+    assert function["Handler"] == "app.lambda_handler"
+    role = deployed["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+    granted = {
+        action: as_list(statement["Resource"])
+        for policy in role["Policies"]
+        for statement in statements(policy["PolicyDocument"])
+        for action in as_list(statement["Action"])
+    }
+    service_groups = [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/ecs/*"}]
+    for action in ("logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:AssociateKmsKey", "logs:TagResource"):
+        assert granted[action] == service_groups, action
+    # Every CloudWatch Logs call the provider makes is granted (the code is the list).
+    source = (REPO_ROOT / "layers/core/logpipe/service_log_groups.py").read_text(encoding="utf-8")
+    called = {
+        "logs:" + "".join(part.capitalize() for part in name.split("_"))
+        for name in re.findall(
+            r"\.(create_log_group|delete_log_group|put_retention_policy|delete_retention_policy|"
+            r"associate_kms_key|disassociate_kms_key|tag_resource|untag_resource|list_tags_for_resource)\(",
+            source,
+        )
+    } | {"logs:DescribeLogGroups"}
+    assert len(called) == 10, sorted(called)
+    assert called <= set(granted), sorted(called - set(granted))
+
+
+@pytest.mark.parametrize("function", PIPELINE_FUNCTIONS)
 def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
     deployed: dict[str, Any], parameter_values: dict[str, Any], function: str
 ) -> None:
     fn = deployed["Resources"][f"{function}Function"]["Properties"]
     assert fn["LoggingConfig"]["LogGroup"] == {"Ref": f"{function}FunctionLogGroup"}
     props = deployed["Resources"][f"{function}FunctionLogGroup"]["Properties"]
-    expected = f"pacs-logpipe-{function.lower()}"
+    expected = f"pacs-logpipe-{PIPELINE_FUNCTIONS[function]}"
     assert resolve(props["LogGroupName"], parameter_values) == f"/aws/lambda/{expected}"
     assert resolve(fn["FunctionName"], parameter_values) == expected
     assert resolve(props["RetentionInDays"], parameter_values) == 14
@@ -789,8 +834,8 @@ def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
 def test_every_log_group_is_encrypted_with_the_logs_key_and_validly_retained(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
-    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
-    assert len(groups) == 3 * len(TWO_SERVICES) + 3
+    groups = resources_of_type(deployed, "AWS::Logs::LogGroup", SERVICE_LOG_GROUP)
+    assert len(groups) == 3 * len(TWO_SERVICES) + len(PIPELINE_FUNCTIONS)
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
         assert resolve(group["Properties"]["RetentionInDays"], parameter_values) in ALLOWED_RETENTION_DAYS, name
@@ -1652,7 +1697,8 @@ def test_export_bucket_is_encrypted_private_versioned_and_tiered(
     deployed: dict[str, Any], template: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
     bucket = deployed["Resources"]["ExportBucket"]
-    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain", "the bucket is the log archive"
+    # The log archive: kept with the stack, except when the deploy that created it (empty) rolls back.
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     props = bucket["Properties"]
     (sse,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert sse["ServerSideEncryptionByDefault"] == {
