@@ -178,6 +178,11 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.control_messages == 1
     assert report.health["EventsIn"] == 3000
     assert "MISMATCH" not in out.getvalue()
+    # Two rates, each saying what it measures: end to end (local Sentry and Langfuse included) and the core path.
+    assert report.core_seconds > 0
+    assert "events/s end to end" in out.getvalue()
+    assert "events/s core path" in out.getvalue()
+    assert "inside the handler" not in out.getvalue()
     assert "ingest [" in err.getvalue()
     # The aged logs were exported day by day under the documented, Athena-friendly prefix.
     assert report.export_days == 4  # two groups x two days
