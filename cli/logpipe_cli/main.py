@@ -47,9 +47,12 @@ def _read_event(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _aws(*, account: bool) -> Iterator[str | None]:
-    """Embedded AWS unless ``account`` (``--aws``) or AWS_ENDPOINT_URL says otherwise; yields the export bucket."""
+    """Embedded AWS unless ``account`` (``--aws``) or AWS_ENDPOINT_URL says otherwise; yields its export bucket.
+
+    An endpoint of one's own (AWS_ENDPOINT_URL) or the account is used as it is: nothing is created there.
+    """
     check_endpoint_url()
-    if account:
+    if account or os.environ.get("AWS_ENDPOINT_URL"):
         yield None
         return
     from logpipe_cli.embedded_aws import EmbeddedAws

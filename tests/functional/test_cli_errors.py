@@ -81,7 +81,8 @@ def test_endpoint_that_is_not_a_url_is_one_line() -> None:
 
 
 def test_no_credentials_with_an_endpoint_is_one_line(moto_endpoint: str) -> None:
-    result = _logpipe("export", "plan", env=_no_credentials_env() | {"AWS_ENDPOINT_URL": moto_endpoint})
+    env = _no_credentials_env() | {"AWS_ENDPOINT_URL": moto_endpoint}
+    result = _logpipe("export", "plan", "--bucket", "pacs-logpipe-exports", env=env)
     line = _one_line_error(result, "export plan")
     assert line.endswith(
         "no AWS credentials: set AWS_PROFILE (or the AWS_* keys), or unset AWS_ENDPOINT_URL to use embedded AWS"
