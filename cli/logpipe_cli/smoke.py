@@ -449,13 +449,20 @@ def render(results: Sequence[CheckResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main_smoke(stack_name: str, *, metric_timeout_s: float, region: str | None, out: TextIO | None = None) -> int:
+def main_smoke(
+    stack_name: str,
+    *,
+    metric_timeout_s: float,
+    region: str | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """The `logpipe smoke` command: 0 when every check passed, 1 when one failed, 2 when the stack is unusable."""
     out = out or sys.stdout
     try:
         results = run_smoke(SmokeClients.from_session(region), stack_name, Waiting(timeout_s=metric_timeout_s))
     except SmokeError as error:
-        out.write(f"logpipe smoke: {error}\n")
+        (err or sys.stderr).write(f"logpipe smoke: {error}\n")  # like every CLI error: one line on stderr
         return 2
     out.write(render(results))
     return 1 if any(result.failed for result in results) else 0
