@@ -42,8 +42,9 @@ bench:  ## throughput, cold start and memory, each against a floor measured in t
 	uv run --frozen python bench/cold_start.py
 	uv run --frozen python bench/memory.py
 
-events:  ## regenerate events/ deterministically
+events:  ## regenerate events/ (fixed times, committed), and copies stamped now in events/now/ for sam local invoke -e
 	uv run --frozen python events/generate.py
+	uv run --frozen logpipe restamp events/*.json --out events/now
 
 validate:
 	sam validate --lint

@@ -46,29 +46,18 @@ def subscription_event(document: object) -> dict[str, Any]:
 
 
 def restamp(event: dict[str, Any], *, minutes_ago: int = 5) -> dict[str, Any]:
-    """Move a sample event's log events to just before now, keeping their spacing.
+    """Move a sample event's log events to a few minutes before now, keeping their spacing.
 
     The committed samples carry fixed times; EMF refuses points older than 14 days, and Sentry
-    replaces timestamps older than 30 days, so tests that check times re-stamp them first.
+    replaces timestamps older than 30 days, so tests that check times re-stamp them first
+    (the same re-stamping ``logpipe invoke`` does).
     """
     import time
 
-    def shift(data: str) -> str:
-        document = orjson.loads(gzip.decompress(base64.b64decode(data)))
-        if document["logEvents"]:
-            latest = max(log_event["timestamp"] for log_event in document["logEvents"])
-            offset = int(time.time() * 1000) - minutes_ago * 60_000 - latest
-            for log_event in document["logEvents"]:
-                log_event["timestamp"] += offset
-        return encode(document)
+    from logpipe_cli.samples import restamp_event
 
-    if "awslogs" in event:
-        return {"awslogs": {"data": shift(event["awslogs"]["data"])}}
-    records = [
-        record | {"kinesis": record["kinesis"] | {"data": shift(record["kinesis"]["data"])}}
-        for record in event["Records"]
-    ]
-    return event | {"Records": records}
+    restamped, _ = restamp_event(event, int(time.time() * 1000) - minutes_ago * 60_000)
+    return restamped
 
 
 def parsed_records(log_group: str, messages: Sequence[str], *, start_ms: int, environment: str = "prod") -> list[Any]:
@@ -105,7 +94,8 @@ def sqs_lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "messageId": message["MessageId"],
                 "receiptHandle": message["ReceiptHandle"],
                 "body": message["Body"],
-                "attributes": {},
+                # What SQS returned for AttributeNames=["All"] (ApproximateReceiveCount, SentTimestamp, ...).
+                "attributes": dict(message.get("Attributes", {})),
                 "messageAttributes": {},
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",

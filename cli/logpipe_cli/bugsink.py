@@ -665,8 +665,14 @@ def _build_template(home: Path, env: dict[str, str]) -> None:
             conf.write(_CONF_OVERRIDES)
         manage_env = {**env, "DJANGO_SETTINGS_MODULE": "bugsink_conf"}
         manage = str(bin_dir / "bugsink-manage")
-        _run([manage, "migrate", "--verbosity=1"], env=manage_env, cwd=partial)
-        _run([manage, "migrate", "snappea", "--database=snappea", "--verbosity=1"], env=manage_env, cwd=partial)
+        # Quiet: ~130 "Applying ..." lines would bury the demo's own output; shown only if a migration fails.
+        _run([manage, "migrate", "--verbosity=1"], env=manage_env, cwd=partial, quiet=True)
+        _run(
+            [manage, "migrate", "snappea", "--database=snappea", "--verbosity=1"],
+            env=manage_env,
+            cwd=partial,
+            quiet=True,
+        )
         _run([manage, "create_auth_token"], env=manage_env, cwd=partial, quiet=True)  # rotated on every start
         password = secrets.token_urlsafe(18)
         (partial / _ADMIN_LOGIN_FILE).write_text(password + "\n")

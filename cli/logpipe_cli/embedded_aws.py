@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -103,7 +104,11 @@ class EmbeddedAws:
         queue_url = sqs.create_queue(QueueName=PARKING_QUEUE)["QueueUrl"]
         s3 = boto3.client("s3", endpoint_url=endpoint)
         if EXPORT_BUCKET not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
-            s3.create_bucket(Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+            # Another account on a shared endpoint (AWS_ENDPOINT_URL) may own the name: invoke needs no bucket.
+            with contextlib.suppress(s3.exceptions.BucketAlreadyExists):
+                s3.create_bucket(
+                    Bucket=EXPORT_BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"}
+                )
         create_idempotency_table(boto3.client("dynamodb", endpoint_url=endpoint), IDEMPOTENCY_TABLE)
         self.stack = LocalStack(endpoint_url=endpoint, parking_queue_url=queue_url, parking_dlq_url=dlq_url)
         return self.stack

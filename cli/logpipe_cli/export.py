@@ -1,4 +1,4 @@
-"""`logpipe export plan|run`: inspect or advance the S3 export locally (AWS, or moto via AWS_ENDPOINT_URL)."""
+"""`logpipe export plan|run`: inspect or advance the S3 export (embedded AWS, AWS_ENDPOINT_URL, or --aws)."""
 
 from __future__ import annotations
 

@@ -76,11 +76,12 @@ def main_replay(  # noqa: PLR0913 - the command's options and injectable depende
     settings = dataclasses.replace(settings, metrics_enabled=metrics)
     # The pipeline's logger and EMF write to stdout (Lambda's log stream); here stdout is the summary.
     with contextlib.redirect_stdout(err):
+        # The source first: a wrong bucket or prefix fails before anything is built.
+        client = s3 if s3 is not None else s3_client()
+        keys = list_export_keys(client, target)
         pipeline = build_pipeline(settings)
         pipeline.health = None  # the live path's self-metrics must not count a backfill
         pipeline.emf_writer = _writer(err)
-        client = s3 if s3 is not None else s3_client()
-        keys = list_export_keys(client, target)
         err.write(f"logpipe replay: {len(keys):,} export object(s) in s3://{target.bucket}\n")
         progress = Progress(len(keys), "objects", stream=err)
         events = 0

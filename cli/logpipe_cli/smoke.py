@@ -61,6 +61,8 @@ EXPECTED_ALARM_SUFFIXES = (
     "ingest-scrub-failures",
     "sentry-dead-lettered",
     "langfuse-dead-lettered",
+    "sentry-not-configured",
+    "langfuse-not-configured",
     "replay-errors",
     "export-lag",
     "export-retention-headroom",
@@ -212,7 +214,11 @@ def stack_facts(cloudformation: CloudFormationClient, stack_name: str) -> StackF
         alarm_name_prefix=_required(outputs, "AlarmNamePrefix", "output", stack_name),
         ingest_function_name=_required(outputs, "IngestFunctionName", "output", stack_name),
         subscription_destinations=frozenset(destinations),
-        other_function_names=tuple(outputs[key] for key in ("ReplayFunctionName",) if outputs.get(key)),
+        other_function_names=tuple(
+            outputs[key]
+            for key in ("ReplayFunctionName", "ExporterFunctionName", "ServiceLogGroupsFunctionName")
+            if outputs.get(key)
+        ),
     )
 
 
@@ -447,13 +453,20 @@ def render(results: Sequence[CheckResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main_smoke(stack_name: str, *, metric_timeout_s: float, region: str | None, out: TextIO | None = None) -> int:
+def main_smoke(
+    stack_name: str,
+    *,
+    metric_timeout_s: float,
+    region: str | None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """The `logpipe smoke` command: 0 when every check passed, 1 when one failed, 2 when the stack is unusable."""
     out = out or sys.stdout
     try:
         results = run_smoke(SmokeClients.from_session(region), stack_name, Waiting(timeout_s=metric_timeout_s))
     except SmokeError as error:
-        out.write(f"logpipe smoke: {error}\n")
+        (err or sys.stderr).write(f"logpipe smoke: {error}\n")  # like every CLI error: one line on stderr
         return 2
     out.write(render(results))
     return 1 if any(result.failed for result in results) else 0

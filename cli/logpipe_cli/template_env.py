@@ -36,8 +36,15 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path) -> dict[str, Any]:
     """Parse template.yaml, intrinsics included."""
-    with path.open(encoding="utf-8") as handle:
-        document = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    try:
+        with path.open(encoding="utf-8") as handle:
+            document = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    except OSError as error:
+        msg = f"cannot read {path}: {error.strerror or error}: run from the repository or pass --template"
+        raise TemplateError(msg) from error
+    except yaml.YAMLError as error:
+        msg = f"{path} is not valid YAML: {str(error).splitlines()[0]}"
+        raise TemplateError(msg) from error
     if not isinstance(document, dict):
         msg = f"{path} is not a CloudFormation template"
         raise TemplateError(msg)
@@ -75,6 +82,19 @@ def function_names(template: Mapping[str, Any]) -> list[str]:
     return sorted(_functions(template))
 
 
+def resolve_function_name(template: Mapping[str, Any], name: str, template_path: Path) -> str:
+    """The short name of a function given by short name (``ingest``) or SAM logical id (``IngestFunction``)."""
+    functions = _functions(template)
+    if name in functions:
+        return name
+    for short, (logical_id, _) in functions.items():
+        if name == logical_id:
+            return short
+    known = ", ".join(f"{short} ({logical_id})" for short, (logical_id, _) in sorted(functions.items()))
+    msg = f"no function {name!r} in {template_path}: use one of {known}"
+    raise TemplateError(msg)
+
+
 def _resolve(value: object, parameters: Mapping[str, Any], resources: Mapping[str, str]) -> str | None:
     if isinstance(value, str | int | float | bool):
         return str(value).lower() if isinstance(value, bool) else str(value)
@@ -95,9 +115,7 @@ def function_spec(
     """The function's handler and environment: Globals, then the function's own, with Refs resolved."""
     template = load_template(template_path)
     functions = _functions(template)
-    if name not in functions:
-        msg = f"no function {name!r} in {template_path}; known: {', '.join(sorted(functions))}"
-        raise TemplateError(msg)
+    name = resolve_function_name(template, name, template_path)
     logical_id, resource = functions[name]
     properties = resource.get("Properties", {})
     global_function = template.get("Globals", {}).get("Function", {})

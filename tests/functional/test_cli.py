@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,15 @@ def test_invoke_each_sample_prints_the_expected_pacs_metrics(stack: LocalStack, 
     spec = function_spec(ROOT / "template.yaml", "ingest", stack.template_resources())
     event = restamp(json.loads((EVENTS / sample).read_text()))
     invocation = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True)
+    _assert_the_samples_metrics(sample, invocation.result, invocation.output)
+
+
+def _assert_the_samples_metrics(sample: str, result: dict[str, Any], output: str) -> None:
+    """The sample's PACS metrics (from the generator's own counts) are in the EMF, and nothing was out of window."""
     expected = EXPECTED[sample]
-    result = invocation.result
     assert result["events_in"] == expected["events"]
     assert result["malformed"]["payloads"] == 0
-    totals = summarize(_emf(invocation.output))
+    totals = summarize(_emf(output))
     for metric, category in METRIC_CATEGORIES.items():
         wanted = expected.get(category, 0)
         if metric == "AuthenticationFailures" and "keycloak" not in sample:
@@ -79,7 +84,7 @@ def test_invoke_each_sample_prints_the_expected_pacs_metrics(stack: LocalStack, 
         observed = totals.get(metric, {"sum": 0.0, "values": 0})
         count = observed["values"] if metric == "PACSBackendResponseTime" else observed["sum"]
         assert count == wanted, f"{sample}: {metric}"
-    assert result["emf_documents"] == len(_emf(invocation.output))
+    assert result["emf_documents"] == len(_emf(output))
     if "llm_calls" in expected:
         assert result["records"]["llm"] == expected["llm_calls"]
 
@@ -176,6 +181,11 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert {e.alarm.metric_name for e in report.alerts.evaluations} == {"PACSBackendErrors", "PACSBackendResponseTime"}
     assert "Alarms (the template's PACS alarms on the EMF above" in out.getvalue()
     assert "MISMATCH" not in out.getvalue()
+    # Two rates, each saying what it measures: end to end (local Sentry and Langfuse included) and the core path.
+    assert report.core_seconds > 0
+    assert "events/s end to end" in out.getvalue()
+    assert "events/s core path" in out.getvalue()
+    assert "inside the handler" not in out.getvalue()
     assert "ingest [" in err.getvalue()
     # The aged logs were exported day by day under the documented, Athena-friendly prefix.
     assert report.export_days == 4  # two groups x two days
@@ -254,3 +264,57 @@ def test_cli_invoke_exporter_with_the_schedule_sample() -> None:
     summary = json.loads(completed.stdout)
     assert summary["action"] == "idle"  # nothing tagged for export on a fresh embedded stack
     assert '"ExportTasksFailed"' in completed.stderr  # its run metrics went to the function log
+
+
+# Every sample but the other functions' (the exporter's schedule, the notifier's SNS alarms).
+INGEST_SAMPLES = sorted(
+    path.name for path in EVENTS.glob("*.json") if path.name != "schedule.json" and not path.name.startswith("sns-")
+)
+
+
+def test_the_ingest_samples_are_all_covered_below() -> None:
+    assert set(INGEST_SAMPLES) == set(EXPECTED) | {p.name for p in EVENTS.glob("malformed-*.json")}
+
+
+@pytest.mark.parametrize("days_ahead", [0, 30])
+@pytest.mark.parametrize("sample", INGEST_SAMPLES)
+def test_each_committed_sample_gets_its_emf_any_day(
+    sample: str, days_ahead: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`logpipe invoke ingest --event events/<sample>` as committed, today and with the clock 30 days ahead."""
+    import time_machine
+
+    from logpipe_cli.main import main
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days_ahead), tick=True):
+        assert main(["invoke", "ingest", "--event", str(EVENTS / sample)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    (health,) = [
+        d for d in _emf(captured.err, pacs_only=False) if d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LogPipe"
+    ]
+    assert health["MetricPointsOutOfWindow"] in (0, [0], [0.0]), f"{sample}: EMF points refused as too old"
+    if sample.startswith("malformed-"):
+        assert result["malformed"]["payloads"] == health["MalformedPayloads"][0] == 1
+    elif sample == "cwl-control-message.json":
+        assert result["control_messages"] == health["ControlMessagesSkipped"][0] == 1
+    else:
+        _assert_the_samples_metrics(sample, result, captured.err)
+        assert "re-stamped to now" in captured.err
+
+
+def test_keep_timestamps_keeps_the_samples_times(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time_machine
+
+    from logpipe_cli.main import main
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with time_machine.travel(datetime(2027, 1, 1, tzinfo=UTC), tick=True):
+        assert main(["invoke", "ingest", "--keep-timestamps", "--event", str(EVENTS / "cwl-keycloak.json")]) == 0
+    captured = capsys.readouterr()
+    assert _emf(captured.err) == []  # 2026-11-22 is more than 14 days before 2027-01-01: CloudWatch would refuse it
+    assert '"MetricPointsOutOfWindow":[1.0]' in captured.err
+    assert "re-stamped" not in captured.err

@@ -22,7 +22,7 @@ print(json.dumps({{"heavy": heavy, "has_handler": callable(getattr(app, "lambda_
 """
 
 
-@pytest.mark.parametrize("function", ["ingest", "notify"])
+@pytest.mark.parametrize("function", sorted(path.name for path in (ROOT / "functions").iterdir() if path.is_dir()))
 def test_handler_import_loads_no_sdk_and_touches_no_network(function: str) -> None:
     code = PROBE.format(ingest=str(ROOT / "functions" / function), layer=str(ROOT / "layers" / "core"))
     # An unroutable endpoint and no credentials: an import-time AWS call would hang or fail loudly.

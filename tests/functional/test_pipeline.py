@@ -270,3 +270,28 @@ def test_parking_failure_after_sends_never_raises_and_keeps_items_in_the_log(cap
     assert result["parking_failures"] == 1
     assert "Parking failed: item kept in this log as a last resort" in caplog.text
     assert "hong@example.com" not in caplog.text
+
+
+class ExplodingSink(RecordingSink):
+    """A sink with a bug: it raises instead of reporting outcomes."""
+
+    def send(self, records: Sequence[LogRecord], context: SendContext) -> Sequence[Delivery]:
+        raise KeyError("a bug in the sink")
+
+
+def test_a_sink_that_raises_costs_its_records_delivery_never_the_emf() -> None:
+    harness = Harness()
+    harness.pipeline.sinks = (ExplodingSink(RecordKind.ERROR), harness.llm)
+    summary = harness.run(
+        subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))
+    )
+    result = summary.to_dict()
+    assert result["malformed"]["processing_errors"] == 1
+    assert result["deliveries"] == {"fake-error.dead_lettered": 1, "fake-llm.delivered": 1}
+    [item] = harness.parking.flushed
+    assert item.reason is ParkReason.PROCESSING_ERROR
+    assert item.dead_letter
+    assert item.detail == "sink fake-error failed: KeyError"
+    assert "hong@example.com" not in item.body  # parked scrubbed, like every record that leaves
+    assert summarize(harness.emf)["PACSBackendErrors"] == {"sum": 1.0, "values": 1}
+    assert result["emf_documents"] == len(harness.emf) > 0

@@ -240,3 +240,17 @@ def test_start_without_an_install_says_how_to_install(monkeypatch: pytest.Monkey
     monkeypatch.setenv("LOGPIPE_BUGSINK_HOME", str(tmp_path))
     with pytest.raises(BugsinkError, match=r"not installed .*run \./scripts/bugsink install"):
         start_bugsink()
+
+
+def test_building_the_template_database_prints_no_migration_lines(
+    bugsink: BugsinkServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo` on a fresh machine builds it: Django's ~130 "Applying ..." lines must not bury the demo."""
+    from logpipe_cli.bugsink import _build_template, _install_env  # the install step itself
+
+    (tmp_path / "venv").symlink_to(bugsink.home / "venv")  # the installed Bugsink, a template of our own
+    _build_template(tmp_path, _install_env())
+    captured = capfd.readouterr()
+    assert (tmp_path / "template").is_dir()
+    assert "Applying" not in captured.out + captured.err
+    assert "migrations" not in (captured.out + captured.err).lower()

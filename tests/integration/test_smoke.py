@@ -352,9 +352,12 @@ def test_smoke_command_exit_codes_and_report(
     assert any(line.startswith("FAIL  metric round trip") for line in lines)
 
     code = main(["smoke", "--stack", "no-such-stack", "--region", stack.region])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 2
-    assert "no-such-stack" in out
+    [line] = captured.err.splitlines()  # one line on stderr, like every CLI error
+    assert line.startswith("logpipe smoke: ")
+    assert "no-such-stack" in line
+    assert captured.out == ""
 
 
 def test_a_stack_of_another_template_is_refused(stack: FakeStack) -> None:

@@ -76,7 +76,7 @@ def test_router_prefers_the_service_dsn_then_default() -> None:
 
 def test_invalid_dsn_is_a_clear_error_without_the_value() -> None:
     with pytest.raises(
-        DsnRoutingError, match="LOGPIPE_SENTRY_DSN: the value for 'default' is not a Sentry DSN"
+        DsnRoutingError, match="LOGPIPE_SENTRY_DSN: malformed: the value for 'default' is not a Sentry DSN"
     ) as caught:
         DsnRouter.single("not-a-dsn-secret-value")
     assert "not-a-dsn-secret-value" not in str(caught.value)

@@ -27,7 +27,7 @@ import yaml
 
 from logpipe.boundary import Boundary
 from logpipe.formats import parse_line
-from logpipe.health import HEALTH_METRICS, HealthMetrics
+from logpipe.health import HEALTH_METRICS, REPLAY_METRICS, HealthMetrics
 from logpipe.metrics import MetricAggregator, MetricRule, load_metric_rules
 from logpipe.notify.notifier import NOTIFY_METRICS
 from logpipe.records import Level, LogRecord, StreamContext
@@ -89,6 +89,16 @@ LOG_TYPES: dict[str, dict[str, Any]] = {
         "days": 60,
         "tags": {"LogType": "llm", "ExportEnabled": "true", "SentrySync": "disabled", "LangfuseSync": "enabled"},
     },
+}
+
+SERVICE_LOG_GROUP = "Custom::ServiceLogGroup"
+# The pipeline's functions (logical id prefix -> name suffix), each with its own, never subscribed, log group.
+PIPELINE_FUNCTIONS = {
+    "Ingest": "ingest",
+    "Replay": "replay",
+    "Exporter": "exporter",
+    "ServiceLogGroups": "log-groups",
+    "Notify": "notify",
 }
 
 # Every LOGPIPE_* environment variable the code reads (layers/core/logpipe/settings.py). A name the
@@ -550,6 +560,74 @@ def test_log_level_parameter_maps_to_lambda_alc_levels(template: dict[str, Any])
         assert mapping[level]["Level"] in alc_levels, level
 
 
+# Lambda Advanced Logging Controls levels, least to most severe.
+ALC_SEVERITY = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4, "FATAL": 5}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def lambda_keeps(line: str, application_level: str) -> bool:
+    """What Lambda does with one stdout line of a JSON-format function: a JSON line without a level is INFO."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        document = None
+    level = str(document.get("level", "INFO")) if isinstance(document, dict) else "INFO"
+    level = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(level.upper(), level.upper())
+    return ALC_SEVERITY.get(level, ALC_SEVERITY["INFO"]) >= ALC_SEVERITY[application_level]
+
+
+def test_the_log_level_tests_cover_every_allowed_value(template: dict[str, Any]) -> None:
+    assert tuple(template["Parameters"]["LogLevel"]["AllowedValues"]) == LOG_LEVELS
+
+
+@pytest.mark.parametrize("log_level", LOG_LEVELS)
+def test_no_allowed_log_level_filters_out_the_metrics(
+    template: dict[str, Any],
+    deployed: dict[str, Any],
+    log_level: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Lambda drops lines below ApplicationLogLevel and reads EMF (no level) as INFO: EMF must survive every value.
+
+    The pipeline's own lines still follow LogLevel: that is POWERTOOLS_LOG_LEVEL, applied by build_logger.
+    """
+    from logpipe.runtime import build_logger
+
+    functions = resources_of_type(deployed, "AWS::Lambda::Function")
+    assert len(functions) >= 3
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", name
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == {
+            "Fn::FindInMap": ["AlcLogLevel", {"Ref": "LogLevel"}, "Level"]
+        }, name
+        assert props["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}, name
+    application_level = template["Mappings"]["AlcLogLevel"][log_level]["Level"]
+    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", application_level)  # what Lambda sets from ApplicationLogLevel
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", log_level)
+    logger = build_logger(service=f"log-level-{log_level.lower()}")
+    logger.debug("pipeline debug line")
+    logger.info("pipeline info line")
+    logger.warning("pipeline warning line")
+    logger.error("pipeline error line")
+    HealthMetrics(environment="prod", namespace="LogPipe", service="logpipe-ingest").publish(Counter(events_in=3))
+    rule = load_metric_rules().rules[0]
+    for document in _published_pacs_documents(rule, "prod"):
+        print(json.dumps(document))  # what the EMF writer puts on stdout
+    kept = [line for line in capsys.readouterr().out.splitlines() if lambda_keeps(line, application_level)]
+    namespaces = {
+        json.loads(line)["_aws"]["CloudWatchMetrics"][0]["Namespace"] for line in kept if '"CloudWatchMetrics"' in line
+    }
+    assert namespaces == {"LogPipe", rule.namespace}, f"LogLevel={log_level} loses metrics"
+    severity = ("DEBUG", "INFO", "WARNING", "ERROR").index(log_level)
+    for index, word in enumerate(("debug", "info", "warning", "error")):
+        shown = any(f"pipeline {word} line" in line for line in kept)
+        assert shown == (index >= severity), (
+            f"LogLevel={log_level}: the {word} line {'vanished' if shown is False else 'leaked'}"
+        )
+
+
 def test_full_stream_services_are_exactly_the_services_the_metric_rules_read(template: dict[str, Any]) -> None:
     """An application group the rules read must be streamed whole, or INFO/WARN metrics would never arrive."""
     rules = load_metric_rules().rules
@@ -687,7 +765,7 @@ def test_high_volume_mode_uses_an_encrypted_stream_with_partial_batch_failures(d
 def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tagged(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
-    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
+    groups = resources_of_type(deployed, SERVICE_LOG_GROUP)
     by_name = {resolve(group["Properties"]["LogGroupName"], parameter_values): group for group in groups.values()}
     expected_names = {f"/aws/ecs/{service}/{log_type}" for service in TWO_SERVICES for log_type in LOG_TYPES}
     assert expected_names <= set(by_name)
@@ -706,18 +784,59 @@ def test_each_service_gets_its_three_log_groups_named_retained_encrypted_and_tag
             assert tags["Service"] == service
             assert tags["Environment"] == {"Ref": "Environment"}
             assert tags["Project"] == "pacs-logpipe"
-            # Log data outlives the stack: deleting the stack must not delete the logs.
-            assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+            # Created, or adopted when the service already logs there (an AWS::Logs::LogGroup would fail).
+            assert props["ServiceToken"] == {"Fn::GetAtt": ["ServiceLogGroupsFunction", "Arn"]}
+            assert 60 <= int(props["ServiceTimeout"]) <= 3600
+            # Log data outlives the stack: deleting the stack never deletes a group; a rolled-back first deploy
+            # undoes what it did (logpipe.service_log_groups).
+            assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
-@pytest.mark.parametrize("function", ["Ingest", "Replay", "Exporter", "Notify"])
+def test_a_failed_first_deploy_cleans_up_after_itself(deployed: dict[str, Any]) -> None:
+    """Retain would leave keys, bucket and groups behind a rolled-back first deploy, blocking the retry."""
+    policies = {name: resource.get("DeletionPolicy", "Delete") for name, resource in deployed["Resources"].items()}
+    assert "Retain" not in policies.values(), sorted(name for name, policy in policies.items() if policy == "Retain")
+    data = {"LogsKey", "PipelineKey", "ExportBucket", *resources_of_type(deployed, SERVICE_LOG_GROUP)}
+    for name in data:
+        assert policies[name] == "RetainExceptOnCreate", name
+        assert deployed["Resources"][name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_service_log_groups_provider_may_touch_only_the_service_groups(deployed: dict[str, Any]) -> None:
+    function = deployed["Resources"]["ServiceLogGroupsFunction"]["Properties"]
+    assert function["Handler"] == "app.lambda_handler"
+    role = deployed["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+    granted = {
+        action: as_list(statement["Resource"])
+        for policy in role["Policies"]
+        for statement in statements(policy["PolicyDocument"])
+        for action in as_list(statement["Action"])
+    }
+    service_groups = [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/ecs/*"}]
+    for action in ("logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:AssociateKmsKey", "logs:TagResource"):
+        assert granted[action] == service_groups, action
+    # Every CloudWatch Logs call the provider makes is granted (the code is the list).
+    source = (REPO_ROOT / "layers/core/logpipe/service_log_groups.py").read_text(encoding="utf-8")
+    called = {
+        "logs:" + "".join(part.capitalize() for part in name.split("_"))
+        for name in re.findall(
+            r"\.(create_log_group|delete_log_group|put_retention_policy|delete_retention_policy|"
+            r"associate_kms_key|disassociate_kms_key|tag_resource|untag_resource|list_tags_for_resource)\(",
+            source,
+        )
+    } | {"logs:DescribeLogGroups"}
+    assert len(called) == 10, sorted(called)
+    assert called <= set(granted), sorted(called - set(granted))
+
+
+@pytest.mark.parametrize("function", PIPELINE_FUNCTIONS)
 def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
     deployed: dict[str, Any], parameter_values: dict[str, Any], function: str
 ) -> None:
     fn = deployed["Resources"][f"{function}Function"]["Properties"]
     assert fn["LoggingConfig"]["LogGroup"] == {"Ref": f"{function}FunctionLogGroup"}
     props = deployed["Resources"][f"{function}FunctionLogGroup"]["Properties"]
-    expected = f"pacs-logpipe-{function.lower()}"
+    expected = f"pacs-logpipe-{PIPELINE_FUNCTIONS[function]}"
     assert resolve(props["LogGroupName"], parameter_values) == f"/aws/lambda/{expected}"
     assert resolve(fn["FunctionName"], parameter_values) == expected
     assert resolve(props["RetentionInDays"], parameter_values) == 14
@@ -727,8 +846,8 @@ def test_the_pipelines_own_log_groups_are_encrypted_retained_and_explicit(
 def test_every_log_group_is_encrypted_with_the_logs_key_and_validly_retained(
     deployed: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
-    groups = resources_of_type(deployed, "AWS::Logs::LogGroup")
-    assert len(groups) == 3 * len(TWO_SERVICES) + 4
+    groups = resources_of_type(deployed, "AWS::Logs::LogGroup", SERVICE_LOG_GROUP)
+    assert len(groups) == 3 * len(TWO_SERVICES) + len(PIPELINE_FUNCTIONS)
     for name, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}, name
         assert resolve(group["Properties"]["RetentionInDays"], parameter_values) in ALLOWED_RETENTION_DAYS, name
@@ -880,8 +999,25 @@ def test_parking_queue_redrives_to_dlq(deployed: dict[str, Any]) -> None:
     assert queue["Type"] == dlq["Type"] == "AWS::SQS::Queue"
     redrive = queue["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ParkingDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] == 5
     assert "RedrivePolicy" not in dlq["Properties"], "the DLQ must be the end of the chain"
+
+
+def test_only_the_replay_horizon_sends_an_undeliverable_item_to_the_dlq(
+    template: dict[str, Any], deployed: dict[str, Any]
+) -> None:
+    """The redrive count is a safety net above every receive an item can reach within the longest horizon."""
+    from logpipe.replay import max_receives_within
+    from logpipe.settings import DEFAULT_REPLAY_HORIZON_HOURS, MAX_REPLAY_HORIZON_HOURS
+
+    horizon = template["Parameters"]["ReplayHorizonHours"]
+    assert horizon["Default"] == DEFAULT_REPLAY_HORIZON_HOURS
+    assert horizon["MaxValue"] == MAX_REPLAY_HORIZON_HOURS
+    redrive = deployed["Resources"]["ParkingQueue"]["Properties"]["RedrivePolicy"]
+    worst = max_receives_within(MAX_REPLAY_HORIZON_HOURS * 3600)
+    # + room for not-yet-due receives and the odd crashed invocation; SQS allows at most 1000.
+    assert worst + 20 <= redrive["maxReceiveCount"] <= 1000
+    replay = deployed["Resources"]["ReplayFunction"]["Properties"]["Environment"]["Variables"]
+    assert replay["LOGPIPE_REPLAY_HORIZON_HOURS"] == {"Ref": "ReplayHorizonHours"}
 
 
 def test_queue_retention_and_visibility(deployed: dict[str, Any], deployed_ingest: dict[str, Any]) -> None:
@@ -1345,9 +1481,11 @@ def test_dashboard_shows_every_pacs_metric_and_the_pipeline_health(deployed: dic
         assert (rule.namespace, rule.name) in series, rule.name
     # The exporter's series (test_dashboard_charts_every_exporter_series) are the other LogPipe metrics.
     exporter_metrics = {metric for _, metric, _ in _exporter_emf_series("prod")}
+    # the ingest, replay and notify functions'
+    published = {*HEALTH_METRICS.values(), *REPLAY_METRICS.values(), *NOTIFY_METRICS.values()}
     for namespace, metric in series:
         if namespace == "LogPipe" and metric not in exporter_metrics:
-            assert metric in {*HEALTH_METRICS.values(), *NOTIFY_METRICS.values()}, metric
+            assert metric in published, metric
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert {"PacsBackendErrorRateAlarm", "ParkingDeadLetterDepthAlarm"} <= referenced_ids(alarm_widget)
 
@@ -1586,7 +1724,8 @@ def test_export_bucket_is_encrypted_private_versioned_and_tiered(
     deployed: dict[str, Any], template: dict[str, Any], parameter_values: dict[str, Any]
 ) -> None:
     bucket = deployed["Resources"]["ExportBucket"]
-    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain", "the bucket is the log archive"
+    # The log archive: kept with the stack, except when the deploy that created it (empty) rolls back.
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     props = bucket["Properties"]
     (sse,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert sse["ServerSideEncryptionByDefault"] == {

@@ -6,7 +6,6 @@ malformed input, parked items), not the services whose logs it reads.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -32,14 +31,29 @@ HEALTH_METRICS: dict[str, str] = {
     "delivery.sentry.parked": "SentryParked",
     "delivery.sentry.dead_lettered": "SentryDeadLettered",
     "delivery.sentry.skipped": "SentrySkipped",
+    "delivery.sentry.not_configured": "SentryNotConfigured",
     "delivery.langfuse.delivered": "LangfuseDelivered",
     "delivery.langfuse.parked": "LangfuseParked",
     "delivery.langfuse.dead_lettered": "LangfuseDeadLettered",
     "delivery.langfuse.skipped": "LangfuseSkipped",
+    "delivery.langfuse.not_configured": "LangfuseNotConfigured",
     "metric_bad_values": "MetricValueErrors",
     "metric_out_of_window": "MetricPointsOutOfWindow",
     "emf_documents": "EmfDocuments",
     "scrub_failures": "ScrubFailures",
+}
+
+
+# The replay function's counters (logpipe.replay.Replayer.counts) -> published metric name.
+REPLAY_METRICS: dict[str, str] = {
+    "delivered": "ReplayDelivered",
+    "duplicates_dropped": "ReplayDuplicatesDropped",
+    "not_due": "ReplayNotDue",
+    "retry_later": "ReplayPostponed",
+    "dead_lettered": "ReplayDeadLettered",
+    "horizon_expired": "ReplayHorizonExpired",
+    "unreadable": "ReplayUnreadableMessages",
+    "errors": "ReplayErrors",
 }
 
 
@@ -60,11 +74,17 @@ class HealthMetrics:
         self._metrics: Metrics = Metrics(namespace=namespace, service=service)
         if not self._metrics.namespace:
             self._metrics.namespace = DEFAULT_NAMESPACE
-        # Powertools keeps default dimensions on a process-wide singleton: set them only once.
-        if self._metrics.default_dimensions.get("Environment") != environment:
+        # Powertools keeps metrics and default dimensions on a process-wide singleton. Setting the same
+        # default again, or another value over it, re-adds a dimension that is already there (and
+        # Powertools warns it overwrites it): set it once, and replace it cleanly when it changes.
+        current = self._metrics.default_dimensions.get("Environment")
+        if current != environment:
+            if current is not None:
+                self._metrics.clear_default_dimensions()
+                self._metrics.clear_metrics()
             self._metrics.set_default_dimensions(Environment=environment)
 
-    def publish(self, counters: Counter[str]) -> None:
+    def publish(self, counters: Mapping[str, int]) -> None:
         """Add every known counter (zeros included, so dashboards show a flat line, not a gap) and flush."""
         from aws_lambda_powertools.metrics import MetricUnit
 

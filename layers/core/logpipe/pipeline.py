@@ -254,9 +254,41 @@ class IngestPipeline:
             records = by_kind[sink.kind]
             if not records:
                 continue
-            for delivery in sink.send(records, context):
+            try:
+                deliveries = sink.send(records, context)
+                sink.flush()
+            except Exception as error:  # noqa: BLE001 - a sink's bug costs its records' delivery, never the batch's EMF
+                self._park_undelivered(sink.name, records, error, counters)
+                continue
+            for delivery in deliveries:
                 counters[f"delivery.{sink.name}.{delivery.outcome.value}"] += 1
-            sink.flush()
+
+    def _park_undelivered(
+        self, sink: str, records: Sequence[LogRecord], error: Exception, counters: Counter[str]
+    ) -> None:
+        """A sink raised: dead-letter its (already scrubbed) records with the error's type, and count it."""
+        counters["processing_errors"] += 1
+        counters[f"delivery.{sink}.dead_lettered"] += len(records)
+        detail = f"sink {sink} failed: {type(error).__name__}"
+        for record in records:
+            self._run_parking.park(
+                ParkedItem(
+                    reason=ParkReason.PROCESSING_ERROR,
+                    detail=detail,
+                    body=record.raw,
+                    item_id=item_id_for(sink, record.event_id),
+                    log_group=record.log_group,
+                    log_stream=record.log_stream,
+                    source=sink,
+                    attributes={"sink": sink, "service": record.service},
+                    dead_letter=True,
+                ),
+            )
+        self.logger.error(
+            "Sink failed; its records were dead-lettered",
+            exc_info=error,
+            extra={"sink": sink, "records": len(records), "error": type(error).__name__},
+        )
 
     def _flush_parking(self, parking: _RunParking, counters: Counter[str]) -> None:
         try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from logpipe.boundary import Boundary
-from logpipe.health import HealthMetrics
+from logpipe.health import REPLAY_METRICS, HealthMetrics
 from logpipe.metrics import load_metric_rules
 from logpipe.parking import MemoryParkingLot, ParkingLot, SqsParkingLot
 from logpipe.pipeline import IngestPipeline
@@ -18,13 +20,23 @@ if TYPE_CHECKING:
     from logpipe.sentry.routing import DsnRouter
 
 PIPELINE_SERVICE = "logpipe-ingest"
+REPLAY_SERVICE = "logpipe-replay"
 
 
 def build_logger(service: str = PIPELINE_SERVICE) -> Any:
-    """The pipeline's own structured logger (Powertools Logger, JSON to stdout)."""
+    """The pipeline's own structured logger (Powertools Logger, JSON to stdout) at ``POWERTOOLS_LOG_LEVEL``."""
     from aws_lambda_powertools import Logger
 
-    return Logger(service=service)
+    logger = Logger(service=service)
+    # Inside Powertools, Lambda's level (ApplicationLogLevel, as AWS_LAMBDA_LOG_LEVEL) wins over
+    # POWERTOOLS_LOG_LEVEL. The template keeps Lambda's at INFO (DEBUG for LogLevel=DEBUG): Lambda
+    # reads a JSON line without a level -- every EMF document -- as INFO and would drop all metrics
+    # at WARN or ERROR. So a quieter POWERTOOLS_LOG_LEVEL is applied here, to the logger itself.
+    wanted = logging.getLevelNamesMapping().get(os.environ.get("POWERTOOLS_LOG_LEVEL", "").strip().upper())
+    underlying = logging.getLogger(logger.name)
+    if wanted is not None and wanted > underlying.getEffectiveLevel():
+        underlying.setLevel(wanted)
+    return logger
 
 
 def build_parking(settings: Settings, logger: Any) -> ParkingLot:
@@ -80,6 +92,9 @@ def build_replayer(settings: Settings) -> Replayer:
         dead_letter_url=settings.dead_letter_queue_url or settings.parking_queue_url,
         router=build_router(settings),
         langfuse=build_langfuse_resender(settings),
+        horizon_hours=settings.replay_horizon_hours,
+        health=HealthMetrics(settings.environment, service=REPLAY_SERVICE, metrics=REPLAY_METRICS),
+        logger=build_logger(REPLAY_SERVICE),
     )
 
 

@@ -12,6 +12,10 @@ from logpipe.scrub import IP_ADDRESS_POLICIES, IpAddressPolicy
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _ENVIRONMENTS = frozenset({"dev", "stg", "prod", "local", "test"})
+# Parked items the replay could not deliver for this long go to the DLQ. SQS keeps a message at most
+# 14 days (336 h) and the replay postpones by at most 12 h, so the horizon must leave that much room.
+DEFAULT_REPLAY_HORIZON_HOURS = 72
+MAX_REPLAY_HORIZON_HOURS = 312
 # A service is named by its log group (/aws/ecs/<service>/...): the characters a log group name allows.
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9._#/-]+")
 
@@ -98,6 +102,7 @@ class Settings:
     ledger_table: str | None = None
     # Services whose LLM calls go to Langfuse with prompt and response as logged (the rest stays scrubbed).
     langfuse_unscrubbed_prompt_services: frozenset[str] = frozenset()
+    replay_horizon_hours: int = DEFAULT_REPLAY_HORIZON_HOURS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +117,13 @@ class Settings:
         if in_lambda and parking_queue_url is None:
             # Without a parking queue, bad input would have nowhere to go but the floor.
             msg = "LOGPIPE_PARKING_QUEUE_URL is required when running in Lambda"
+            raise SettingsError(msg)
+        horizon = _positive_int(source, "LOGPIPE_REPLAY_HORIZON_HOURS", default=DEFAULT_REPLAY_HORIZON_HOURS)
+        if horizon > MAX_REPLAY_HORIZON_HOURS:
+            msg = (
+                f"LOGPIPE_REPLAY_HORIZON_HOURS must be at most {MAX_REPLAY_HORIZON_HOURS} "
+                f"(SQS keeps a message 14 days), got {horizon}"
+            )
             raise SettingsError(msg)
         return cls(
             environment=environment,
@@ -133,6 +145,7 @@ class Settings:
             langfuse_secret_id=_optional(source, "LOGPIPE_LANGFUSE_SECRET"),
             ledger_table=_optional(source, "LOGPIPE_LEDGER_TABLE"),
             langfuse_unscrubbed_prompt_services=_services(source, "LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES"),
+            replay_horizon_hours=horizon,
         )
 
 

@@ -22,6 +22,9 @@ class DeliveryOutcome(StrEnum):
     PARKED = "parked"
     DEAD_LETTERED = "dead_lettered"
     SKIPPED = "skipped"
+    # The sink has no usable configuration (its secret is missing, empty, malformed or not readable):
+    # counted and alarmed on (``<Sink>NotConfigured``); the record stays in its log group.
+    NOT_CONFIGURED = "not_configured"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ def build_langfuse_sink(settings: Settings) -> LangfuseSink | None:
     credentials = credentials_source(settings)
     if credentials is None:
         return None
-    return LangfuseSink(OtlpTransport(credentials), delivery_ledger(settings))
+    return LangfuseSink(OtlpTransport(credentials), delivery_ledger(settings), credentials=credentials)
 
 
 def build_langfuse_resender(settings: Settings) -> LangfuseResender | None:

@@ -25,9 +25,10 @@ from logpipe.classify import RecordKind
 from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
 from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError, chunk_key
 from logpipe.langfuse.mapping import Generation, MappingError, to_generation
-from logpipe.langfuse.transport import PostOutcome, PostResult
+from logpipe.langfuse.transport import CredentialsSource, PostOutcome, PostResult
 from logpipe.parking import ParkedItem, ParkReason, item_id_for
 from logpipe.records import LogRecord
+from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
 SINK_NAME = "langfuse"
@@ -147,9 +148,15 @@ class LangfuseSink:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         lease_seconds: float = 900.0,
         clock: Callable[[], float] = time.time,
+        credentials: CredentialsSource | None = None,
     ) -> None:
-        """Configure the sink; the OTel SDK loads with the first chunk."""
+        """Configure the sink; the OTel SDK loads with the first chunk.
+
+        ``credentials`` (the poster's own) are checked before anything is claimed or sent: without a
+        usable configuration every record is counted as not configured, never claimed in the ledger.
+        """
         self.poster = poster
+        self.credentials = credentials
         self.ledger = ledger
         self.encoder: ChunkEncoder = encoder or SpanEncoder()
         self.max_spans_per_request = max_spans_per_request
@@ -162,6 +169,13 @@ class LangfuseSink:
         """Map, chunk, claim, send, confirm; park or dead-letter what was not accepted."""
         self.stats = SendStats()
         deliveries: list[Delivery] = []
+        if self.credentials is not None:
+            try:
+                self.credentials.load()
+            except SecretNotConfiguredError as error:
+                return [Delivery(record.event_id, DeliveryOutcome.NOT_CONFIGURED, str(error)) for record in records]
+            except SecretUnavailableError:
+                pass  # configured, not readable right now: each request is parked as retryable
         now = self._clock()
         generations = self._map(records, context, deliveries)
         for chunk in chunk_generations(generations, self.max_spans_per_request, self.max_request_bytes):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from logpipe.delivery import HttpOutcome
+from logpipe.secret_store import JsonSecret, SecretNotConfiguredError, SecretState, SecretUnavailableError
 
 if TYPE_CHECKING:
     import urllib3
@@ -27,11 +28,10 @@ if TYPE_CHECKING:
 OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
 INGESTION_VERSION = "4"
 DEFAULT_RETRY_AFTER_SECONDS = 60.0
-SECRET_MAX_AGE_SECONDS = 300
 _USER_AGENT = "logpipe/0.1"
 
 
-class CredentialsError(ValueError):
+class CredentialsError(SecretNotConfiguredError):
     """The Langfuse credentials are missing or malformed."""
 
 
@@ -78,16 +78,16 @@ class LangfuseCredentials:
     @classmethod
     def validated(cls, values: Mapping[str, object], source: str) -> LangfuseCredentials:
         """Check host and keys (without echoing any value) and build the credentials."""
+        if not values:
+            raise CredentialsError(source, SecretState.EMPTY, "put host, public_key and secret_key")
         checked: dict[str, str] = {}
         for name in ("host", "public_key", "secret_key"):
             value = values.get(name)
             if not isinstance(value, str) or not value.strip():
-                msg = f"{source}: {name} is missing or not a string"
-                raise CredentialsError(msg)
+                raise CredentialsError(source, SecretState.MALFORMED, f"{name} is missing or not a string")
             checked[name] = value.strip()
         if not checked["host"].startswith(("http://", "https://")):
-            msg = f"{source}: host must be an http(s) URL"
-            raise CredentialsError(msg)
+            raise CredentialsError(source, SecretState.MALFORMED, "host must be an http(s) URL")
         return cls(checked["host"], checked["public_key"], checked["secret_key"])
 
 
@@ -107,23 +107,19 @@ class CredentialsSource:
         return cls(load=lambda: credentials, source="LOGPIPE_LANGFUSE_*")
 
     @classmethod
-    def from_secret(cls, secret_id: str) -> CredentialsSource:
+    def from_secret(cls, secret_id: str, secret: JsonSecret | None = None) -> CredentialsSource:
         """From a Secrets Manager JSON secret, through Powertools Parameters' cache."""
+        store = secret if secret is not None else JsonSecret(secret_id)
 
         def load() -> LangfuseCredentials:
-            from aws_lambda_powertools.utilities import parameters  # Langfuse path only
-
-            try:
-                value: object = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-            except parameters.exceptions.TransformParameterError as error:
-                msg = f"secret {secret_id}: not valid JSON"
-                raise CredentialsError(msg) from error
+            value = store.value()
             if not isinstance(value, Mapping):
-                msg = f"secret {secret_id}: expected a JSON object with host, public_key, secret_key"
-                raise CredentialsError(msg)
-            return LangfuseCredentials.validated(value, f"secret {secret_id}")
+                raise CredentialsError(
+                    store.source, SecretState.MALFORMED, "expected a JSON object with host, public_key, secret_key"
+                )
+            return LangfuseCredentials.validated(value, store.source)
 
-        return cls(load=load, source=f"secret {secret_id}")
+        return cls(load=load, source=store.source)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -251,7 +247,7 @@ class OtlpTransport:
         """Send one request; retry transient failures while time is left; return the final outcome."""
         try:
             credentials = self.credentials.load()
-        except CredentialsError as error:
+        except (SecretNotConfiguredError, SecretUnavailableError) as error:
             return PostResult(PostOutcome.RETRYABLE, None, None, f"credentials: {error}")
         attempt = 0
         while True:

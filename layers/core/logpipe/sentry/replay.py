@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from logpipe.delivery import ResendOutcome, ResendResult, resend_result
+from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.sink import EventSender
 from logpipe.sentry.transport import SentryClient
@@ -25,7 +26,11 @@ class SentryResender:
     def resend(self, message: Mapping[str, Any], deadline: float) -> ResendResult:  # noqa: ARG002 - sends are short
         """Send the parked event to its service's DSN and classify the outcome."""
         attributes: Mapping[str, str] = message.get("attributes") or {}
-        dsn = self.router.dsn_for(attributes.get("service", "")) if self.router is not None else None
+        try:
+            dsn = self.router.dsn_for(attributes.get("service", "")) if self.router is not None else None
+        except (SecretNotConfiguredError, SecretUnavailableError) as error:
+            # Someone is filling in (or fixing access to) the secret: wait, within the replay horizon.
+            return ResendResult(ResendOutcome.RETRY_LATER, str(error))
         if dsn is None:
             return ResendResult(ResendOutcome.REJECTED, "no Sentry DSN configured for this service")
         sender = self._senders.get(dsn)

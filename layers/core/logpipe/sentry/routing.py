@@ -1,9 +1,12 @@
 """Which Sentry DSN a service's errors go to.
 
 In AWS the DSNs live in one Secrets Manager JSON secret, ``{"default": "...", "<service>": "..."}``,
-read with Powertools Parameters (cached for ``max_age`` seconds, so a rotated DSN is picked up
-without a redeploy). Locally ``LOGPIPE_SENTRY_DSN`` gives a single DSN for every service.
-Only the secret's *name* is ever logged, never its value.
+read through Powertools Parameters (``logpipe.secret_store``: cached for five minutes, so a rotated
+DSN is picked up without a redeploy). A secret that is missing, empty, malformed or not readable
+makes ``dsn_for`` raise ``SecretNotConfiguredError`` (the sink counts the record as not configured);
+a throttled or unreachable Secrets Manager raises ``SecretUnavailableError`` (the sink parks it).
+Locally ``LOGPIPE_SENTRY_DSN`` gives a single DSN for every service. Only the secret's *name* is
+ever logged, never its value.
 """
 
 from __future__ import annotations
@@ -11,22 +14,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-SECRET_MAX_AGE_SECONDS = 300
+from logpipe.secret_store import JsonSecret, SecretNotConfiguredError, SecretState
 
 
-class DsnRoutingError(ValueError):
-    """The DSN secret is missing, not JSON, or holds something that is not a DSN."""
+class DsnRoutingError(SecretNotConfiguredError):
+    """The DSNs are not a JSON object of service -> DSN, or hold something that is not a DSN."""
 
 
 def _validated(dsns: object, source: str) -> dict[str, str]:
     if not isinstance(dsns, Mapping):
-        msg = f"{source}: expected a JSON object of service -> DSN"
-        raise DsnRoutingError(msg)
+        raise DsnRoutingError(source, SecretState.MALFORMED, "expected a JSON object of service -> DSN")
+    if not dsns:
+        raise DsnRoutingError(source, SecretState.EMPTY, 'no DSN: put {"default": "<dsn>"}')
     checked: dict[str, str] = {}
     for service, dsn in dsns.items():
         if not isinstance(dsn, str) or not dsn.startswith(("http://", "https://")) or "@" not in dsn:
-            msg = f"{source}: the value for {service!r} is not a Sentry DSN"
-            raise DsnRoutingError(msg)
+            raise DsnRoutingError(source, SecretState.MALFORMED, f"the value for {service!r} is not a Sentry DSN")
         checked[str(service)] = dsn
     return checked
 
@@ -50,17 +53,11 @@ class DsnRouter:
         return cls(load=lambda: dsns, source="LOGPIPE_SENTRY_DSN")
 
     @classmethod
-    def from_secret(cls, secret_id: str) -> DsnRouter:
+    def from_secret(cls, secret_id: str, secret: JsonSecret | None = None) -> DsnRouter:
         """DSNs from a Secrets Manager JSON secret, through Powertools Parameters' cache."""
+        store = secret if secret is not None else JsonSecret(secret_id)
 
         def load() -> Mapping[str, str]:
-            from aws_lambda_powertools.utilities import parameters  # Sentry path only
+            return _validated(store.value(), store.source)
 
-            try:
-                value = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-            except parameters.exceptions.TransformParameterError as error:
-                msg = f"secret {secret_id}: not valid JSON"
-                raise DsnRoutingError(msg) from error
-            return _validated(value, f"secret {secret_id}")
-
-        return cls(load=load, source=f"secret {secret_id}")
+        return cls(load=load, source=store.source)

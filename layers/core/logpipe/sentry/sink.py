@@ -21,8 +21,9 @@ from logpipe.classify import RecordKind
 from logpipe.delivery import DEFAULT_RETRY_SECONDS
 from logpipe.parking import ParkedItem
 from logpipe.records import LogRecord
+from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
 from logpipe.sentry.event import build_event, select_breadcrumbs
-from logpipe.sentry.routing import DsnRouter, DsnRoutingError
+from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.transport import SendOutcome, SendResult, SentryClient
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
@@ -122,17 +123,26 @@ class SentrySink:
             return done
 
         for record in records:
+            dsn: str | None = None
+            unavailable: str | None = None
             try:
                 dsn = self.router.dsn_for(record.service)
-            except DsnRoutingError as error:
-                deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, str(error)))
+            except SecretNotConfiguredError as error:
+                deliveries.append(Delivery(record.event_id, DeliveryOutcome.NOT_CONFIGURED, str(error)))
                 continue
-            if dsn is None:
+            except SecretUnavailableError as error:
+                # Configured but not readable right now: built like any event, then parked for the replay.
+                unavailable = str(error)
+            if dsn is None and unavailable is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
             crumbs = [clean(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
-            event = build_event(clean(record), breadcrumbs=crumbs)
-            prepared.append((record, boundary.sentry_event(event), dsn))
+            event = boundary.sentry_event(build_event(clean(record), breadcrumbs=crumbs))
+            if unavailable is not None:
+                result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, None, unavailable)
+                deliveries.append(self._settle(record, event, result, context, self._clock()))
+                continue
+            prepared.append((record, event, str(dsn)))
         return prepared
 
     def _spike_protect(
