@@ -53,7 +53,7 @@ class CapturingSender:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    def send(self, event: dict[str, Any]) -> SendResult:
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
         self.events.append(event)
         return SendResult(str(event["event_id"]), SendOutcome.ACCEPTED, 200, None, "accepted")
 

@@ -30,7 +30,7 @@ class ScriptedSender:
         self.retry_after = retry_after
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, event: dict[str, Any]) -> SendResult:
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
         self.sent.append(event)
         return SendResult(event["event_id"], self.outcome, None, self.retry_after, self.outcome.value)
 

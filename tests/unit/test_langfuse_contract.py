@@ -1,4 +1,4 @@
-"""Contract with the langfuse package itself: seeded ids, attribute names and values, OTLP encoding.
+"""Contract with the langfuse package and OpenTelemetry: seeded ids, attribute names and values, OTLP encoding.
 
 The langfuse package is only a dev dependency; an SDK release that changes an id rule or an
 attribute name fails here instead of silently splitting traces in production.
@@ -12,7 +12,8 @@ import pytest
 
 from logpipe.langfuse import spans as our
 from logpipe.langfuse.mapping import create_observation_id, create_trace_id, to_generation
-from logpipe.langfuse.spans import SpanBuilder, encode_request, generation_attributes
+from logpipe.langfuse.sink import SpanEncoder
+from logpipe.langfuse.spans import SpanBuilder, generation_attributes
 from logpipe.records import LogRecord
 from logpipe_cli.workload import LlmCall
 from payloads import parsed_records
@@ -96,12 +97,34 @@ def test_generation_attribute_values_equal_the_sdk() -> None:
         assert json.loads(ours[key]) == json.loads(value) if value.startswith(("{", "[")) else ours[key] == value
 
 
-def test_encoding_equals_the_official_otlp_encoder() -> None:
+def test_the_request_body_is_the_official_otlp_encoding_of_the_spans() -> None:
+    # The body the sink POSTs is built by OpenTelemetry's OTLP encoder (the exporters' own), not by
+    # hand: it must be that encoder's bytes, and decode to the generations' ids, times and attributes.
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
     from logpipe_cli.workload import llm_call_flat, llm_call_otel
 
     failed = type(CALL)(**{**{k: getattr(CALL, k) for k in CALL.__slots__}, "error": "APIError: 500"})
     generations = [to_generation(r) for r in records(llm_call_flat(TS_MS, CALL), llm_call_otel(TS_MS, failed))]
-    built = SpanBuilder().build(generations)
-    assert encode_request(built) == encode_spans(built)
+    body = SpanEncoder().encode(generations)
+    assert body == encode_spans(SpanBuilder().build(generations)).SerializeToString()
+
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource_spans,) = request.resource_spans
+    assert [(a.key, a.value.string_value) for a in resource_spans.resource.attributes] == [
+        ("service.name", our.RESOURCE_SERVICE_NAME)
+    ]
+    (scope_spans,) = resource_spans.scope_spans
+    assert (scope_spans.scope.name, scope_spans.scope.version) == (our.SCOPE_NAME, our.SCOPE_VERSION)
+    assert len(scope_spans.spans) == len(generations) == 2
+    for span, generation in zip(scope_spans.spans, generations, strict=True):
+        assert span.trace_id.hex() == generation.trace_id
+        assert span.span_id.hex() == generation.observation_id
+        assert not span.parent_span_id  # every generation is a root span of its own trace
+        assert (span.start_time_unix_nano, span.end_time_unix_nano) == (generation.start_ns, generation.end_ns)
+        assert {a.key: a.value.string_value for a in span.attributes} == generation_attributes(generation)
+    assert scope_spans.spans[0].status.code == Status.STATUS_CODE_UNSET
+    assert scope_spans.spans[1].status.code == Status.STATUS_CODE_ERROR
+    assert scope_spans.spans[1].status.message == generations[1].status_message

@@ -142,7 +142,7 @@ class SentryDuringAnOutage:
         self.delivered: list[str] = []
         self.delivered_at: list[float] = []
 
-    def send(self, event: dict[str, Any]) -> SendResult:
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
         self.attempts.append(self.clock())
         if self.rejects:
             return SendResult(event["event_id"], SendOutcome.REJECTED, 400, None, "HTTP 400: invalid event")

@@ -148,7 +148,7 @@ def _records() -> list[LogRecord]:
 
 
 class NeverCalledSender:
-    def send(self, event: dict[str, Any]) -> SendResult:
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
         raise AssertionError("nothing may be sent without a DSN")
 
 

@@ -31,7 +31,7 @@ class ScriptedSender:
         self.answer = answer
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, event: dict[str, Any]) -> SendResult:
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
         self.sent.append(event)
         return self.answer(event)
 

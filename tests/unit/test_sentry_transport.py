@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from logpipe.sentry.routing import DsnRouter, DsnRoutingError
-from logpipe.sentry.transport import SendOutcome, SentryClient, classify_response, retry_after_seconds
+from logpipe.sentry.transport import SendOutcome, SentryClient, classify_response
 
 pytestmark = pytest.mark.unit
 
@@ -40,11 +40,6 @@ def test_every_http_status_has_a_known_outcome(
 
 def test_rejection_reason_carries_the_server_detail() -> None:
     assert "invalid event" in classify_response("e", 400, {}, b"invalid event payload").reason
-
-
-def test_rate_limit_header_ignores_other_categories() -> None:
-    assert retry_after_seconds({"X-Sentry-Rate-Limits": "300:transaction:org"}) is None
-    assert retry_after_seconds({"X-Sentry-Rate-Limits": "30::org"}) == 30.0
 
 
 def test_should_retry() -> None:

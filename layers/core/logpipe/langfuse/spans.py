@@ -1,5 +1,10 @@
 """Generations -> OpenTelemetry spans (SDK, private TracerProvider) -> one OTLP protobuf request body.
 
+The request is encoded by OpenTelemetry's own OTLP encoder (``opentelemetry-exporter-otlp-proto-common``,
+the one the SDK's exporters use). A hand-written encoder produced the same bytes about 9% faster
+(550 vs 600 ms for 10,000 spans, about 4% of the whole mapping + span + encoding path): too little to
+be worth keeping a second copy of the OTLP mapping in sync with the spec.
+
 The Langfuse SDK cannot set an observation's start time, so spans are built with the OpenTelemetry
 SDK directly: a TracerProvider of our own (never the global one), an id generator that hands out the
 ids derived from the log (so a re-sent span has the same trace and observation id), the times from
@@ -11,13 +16,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from logpipe.langfuse.mapping import Generation
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.trace import Tracer
 
@@ -157,72 +161,11 @@ class SpanBuilder:
         return spans
 
 
-def _any_value(value: object) -> AnyValue:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
-
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, Sequence):
-        return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
-    return AnyValue(string_value=str(value))
-
-
-def _key_values(attributes: Any) -> list[KeyValue]:
-    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-
-    return [KeyValue(key=key, value=_any_value(value)) for key, value in (attributes or {}).items()]
-
-
 def encode_request(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-    """The OTLP ``ExportTraceServiceRequest`` for spans of one provider and scope (ours)."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, SpanFlags, Status
+    """The OTLP ``ExportTraceServiceRequest`` for the spans, built by OpenTelemetry's own OTLP encoder."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    if not spans:
-        return ExportTraceServiceRequest()
-    first = spans[0]
-    scope = first.instrumentation_scope
-    encoded = [
-        Span(
-            trace_id=span.context.trace_id.to_bytes(16, "big"),
-            span_id=span.context.span_id.to_bytes(8, "big"),
-            name=span.name,
-            kind=Span.SpanKind.Value(f"SPAN_KIND_{span.kind.name}"),
-            start_time_unix_nano=span.start_time or 0,
-            end_time_unix_nano=span.end_time or 0,
-            attributes=_key_values(span.attributes),
-            status=Status(
-                code=Status.StatusCode.Value(f"STATUS_CODE_{span.status.status_code.name}"),
-                message=span.status.description or "",
-            ),
-            flags=SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK,  # a root span: known not to be remote
-        )
-        for span in spans
-        if span.context is not None
-    ]
-    return ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                resource=Resource(attributes=_key_values(first.resource.attributes)),
-                scope_spans=[
-                    ScopeSpans(
-                        scope=InstrumentationScope(
-                            name=scope.name if scope else SCOPE_NAME, version=(scope.version if scope else None) or ""
-                        ),
-                        spans=encoded,
-                    ),
-                ],
-            ),
-        ],
-    )
+    return encode_spans(spans)
 
 
 def encode_spans_body(spans: Sequence[ReadableSpan]) -> bytes:

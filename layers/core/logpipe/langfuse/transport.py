@@ -3,7 +3,8 @@
 2xx is accepted, unless its body is an OTLP ``ExportTraceServiceResponse`` whose ``partial_success``
 says spans were rejected (protobuf, or JSON when the response says so; Langfuse answers JSON); 429 is
 rate-limited (with the server's Retry-After); 408, 5xx and network errors are retried a few times
-inline, within the deadline, then reported retryable; any other 4xx is rejected. Credentials come
+inline, within the deadline, then reported retryable; any other 4xx is rejected (the status policy
+and the retry schedule are ``logpipe.delivery``'s, shared with Sentry and the chat webhooks). Credentials come
 from the environment locally or from a Secrets Manager JSON secret
 (``host``, ``public_key``, ``secret_key``) in AWS, through Powertools Parameters' cache.
 Only the secret's name is ever logged or put in an error, never its value.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from logpipe.delivery import HttpOutcome
+from logpipe.delivery import HttpOutcome, RetryPolicy, classify_status, header
 from logpipe.secret_store import JsonSecret, SecretNotConfiguredError, SecretState, SecretUnavailableError
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 OTLP_TRACES_PATH = "/api/public/otel/v1/traces"
 INGESTION_VERSION = "4"
-DEFAULT_RETRY_AFTER_SECONDS = 60.0
 _USER_AGENT = "logpipe/0.1"
 
 
@@ -122,25 +122,6 @@ class CredentialsSource:
         return cls(load=load, source=store.source)
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header (an HTTP date rounds to the default)."""
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_SECONDS
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    # urllib3's headers ignore case; plain dicts (tests, other callers) may not.
-    value = headers.get(name)
-    if value is None:
-        value = next((item for key, item in headers.items() if key.lower() == name), "")
-    return value
-
-
 def _count(value: object) -> int:
     # int64 fields are JSON strings in the protobuf JSON mapping ("3"), numbers in hand-written JSON.
     if isinstance(value, bool):
@@ -184,7 +165,7 @@ def partial_success(headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
         return 0, ""
     # The body is decoded by what the response says it is: the spec wants the request's content type
     # back, but Langfuse answers protobuf requests with JSON.
-    content_type = _header(headers, "content-type").lower()
+    content_type = (header(headers, "content-type") or "").lower()
     if "json" in content_type:
         return _json_partial_success(body)
     if "protobuf" in content_type:
@@ -205,14 +186,8 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> P
             # partial_success with nothing rejected carries a warning; the request was fully accepted.
             return PostResult(PostOutcome.ACCEPTED, status, None, f"accepted with warning: {message}")
         return PostResult(PostOutcome.ACCEPTED, status, None, "accepted")
-    detail = body[:300].decode("utf-8", "replace").strip()
-    if status == 429:  # Too Many Requests
-        wait = retry_after_seconds(headers)
-        wait = DEFAULT_RETRY_AFTER_SECONDS if wait is None else wait
-        return PostResult(PostOutcome.RATE_LIMITED, status, wait, f"rate limited for {wait:g}s")
-    if status >= 500 or status == 408:  # server errors and request timeout are transient
-        return PostResult(PostOutcome.RETRYABLE, status, retry_after_seconds(headers), f"HTTP {status}: {detail}")
-    return PostResult(PostOutcome.REJECTED, status, None, f"HTTP {status}: {detail}")
+    verdict = classify_status(status, headers, body)
+    return PostResult(verdict.outcome, status, verdict.retry_after, verdict.reason)
 
 
 class OtlpTransport:
@@ -231,8 +206,7 @@ class OtlpTransport:
         """Remember the settings; the pool is created on first use."""
         self.credentials = credentials
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
+        self.policy = RetryPolicy(retries=retries, backoff=backoff)
         self._pool = pool
         self._sleep = sleep
 
@@ -249,21 +223,14 @@ class OtlpTransport:
             credentials = self.credentials.load()
         except (SecretNotConfiguredError, SecretUnavailableError) as error:
             return PostResult(PostOutcome.RETRYABLE, None, None, f"credentials: {error}")
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return PostResult(PostOutcome.RETRYABLE, None, None, "deadline reached", attempt - 1)
-            result = self._post_once(credentials, body, min(self.timeout, remaining))
-            if result.outcome not in {PostOutcome.RETRYABLE, PostOutcome.NETWORK_ERROR} or attempt > self.retries:
-                return PostResult(
-                    result.outcome, result.status, result.retry_after, result.reason, attempt, result.rejected_spans
-                )
-            pause = self.backoff * 2 ** (attempt - 1)
-            if time.monotonic() + pause >= deadline:
-                return PostResult(result.outcome, result.status, result.retry_after, result.reason, attempt)
-            self._sleep(pause)
+        result, attempts = self.policy.run(
+            lambda timeout: self._post_once(credentials, body, timeout), self.timeout, deadline, self._sleep
+        )
+        if result is None:
+            return PostResult(PostOutcome.RETRYABLE, None, None, "deadline reached", attempts)
+        return PostResult(
+            result.outcome, result.status, result.retry_after, result.reason, attempts, result.rejected_spans
+        )
 
     def _post_once(self, credentials: LangfuseCredentials, body: bytes, timeout: float) -> PostResult:
         import urllib3

@@ -1,8 +1,9 @@
 """One POST of a JSON message to a chat webhook, its outcome classified; the URL never appears anywhere.
 
 2xx is accepted (Slack answers 200 ``ok``, a Teams Workflows trigger 202). 429 is rate limited, 408
-and 5xx are retryable, and so are timeouts and connection errors: the caller fails the invocation
-and Lambda's asynchronous retry sends it again. Any other 4xx is rejected (Slack's
+and 5xx are retryable (``logpipe.delivery``'s status policy, shared with Sentry and Langfuse), and
+so are timeouts and connection errors: the caller fails the invocation and Lambda's asynchronous
+retry sends it again. Any other 4xx is rejected (Slack's
 ``invalid_payload``, ``channel_not_found``, ``channel_is_archived``, ``action_prohibited``; a
 deleted workflow): retrying cannot help, a person must look. Error reasons carry the status and the
 start of the response body, or the exception's type name, never the URL (webhook URLs are
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logpipe.delivery import HttpOutcome
+from logpipe.delivery import HttpOutcome, classify_status
 
 if TYPE_CHECKING:
     import urllib3
@@ -34,16 +35,10 @@ class WebhookResult:
     reason: str
 
 
-def classify_webhook_response(status: int, body: bytes) -> WebhookResult:
+def classify_webhook_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> WebhookResult:
     """Turn a webhook's HTTP answer into a ``WebhookResult``."""
-    detail = " ".join(body[:200].decode("utf-8", "replace").split())
-    if 200 <= status < 300:  # HTTP success range
-        return WebhookResult(HttpOutcome.ACCEPTED, status, "accepted")
-    if status == 429:  # Too Many Requests
-        return WebhookResult(HttpOutcome.RATE_LIMITED, status, f"HTTP 429: {detail}".rstrip(": "))
-    if status >= 500 or status == 408:  # server errors and request timeout are transient
-        return WebhookResult(HttpOutcome.RETRYABLE, status, f"HTTP {status}: {detail}".rstrip(": "))
-    return WebhookResult(HttpOutcome.REJECTED, status, f"HTTP {status}: {detail}".rstrip(": "))
+    verdict = classify_status(status, headers or {}, body, detail_chars=200)
+    return WebhookResult(verdict.outcome, status, verdict.reason)
 
 
 class WebhookPoster:
@@ -81,7 +76,7 @@ class WebhookPoster:
             )
         except urllib3.exceptions.HTTPError as error:
             return WebhookResult(HttpOutcome.NETWORK_ERROR, None, type(error).__name__)
-        return classify_webhook_response(response.status, response.data)
+        return classify_webhook_response(response.status, response.data, response.headers)
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -23,7 +23,7 @@ class SentryResender:
         self._sender_factory: Callable[[str], EventSender] = sender_factory or SentryClient
         self._senders: dict[str, EventSender] = {}
 
-    def resend(self, message: Mapping[str, Any], deadline: float) -> ResendResult:  # noqa: ARG002 - sends are short
+    def resend(self, message: Mapping[str, Any], deadline: float) -> ResendResult:
         """Send the parked event to its service's DSN and classify the outcome."""
         attributes: Mapping[str, str] = message.get("attributes") or {}
         try:
@@ -36,5 +36,5 @@ class SentryResender:
         sender = self._senders.get(dsn)
         if sender is None:
             sender = self._senders[dsn] = self._sender_factory(dsn)
-        result = sender.send(orjson.loads(message["body"]))
+        result = sender.send(orjson.loads(message["body"]), deadline)
         return resend_result(result.outcome, result.reason, result.retry_after)

@@ -35,8 +35,8 @@ SINK_NAME = "sentry"
 class EventSender(Protocol):
     """Sends one prepared event and confirms the outcome (``SentryClient`` or a test fake)."""
 
-    def send(self, event: dict[str, Any]) -> SendResult:
-        """Send and confirm."""
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
+        """Send (retrying transient failures until ``deadline``, a ``time.monotonic()`` value) and confirm."""
         ...
 
 
@@ -177,7 +177,8 @@ class SentrySink:
         pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(to_send)), thread_name_prefix="sentry")
         try:
             futures: list[tuple[LogRecord, dict[str, Any], Future[SendResult]]] = [
-                (record, event, pool.submit(self._sender(dsn).send, event)) for record, event, dsn in to_send
+                (record, event, pool.submit(self._sender(dsn).send, event, context.deadline))
+                for record, event, dsn in to_send
             ]
             remaining = max(context.deadline - time.monotonic(), 0.0)
             wait([future for _, _, future in futures], timeout=remaining)

@@ -3,7 +3,9 @@
 The SDK's default transport queues envelopes on a background worker and drops them silently on
 queue overflow or local rate limiting; ``flush()`` reports nothing. This transport instead posts
 each envelope synchronously (the caller runs many in parallel) and keeps the outcome per event id,
-so the sink knows whether every event was accepted, rate-limited, retryable or rejected.
+so the sink knows whether every event was accepted, rate-limited, retryable or rejected. What a
+status means, the server's wait and the inline retries are ``logpipe.delivery``'s policy, the same
+as Langfuse's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from logpipe.delivery import HttpOutcome
+from logpipe.delivery import HttpOutcome, RetryPolicy, classify_status
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from sentry_sdk._types import Event
     from sentry_sdk.envelope import Envelope
 
-DEFAULT_RETRY_AFTER_SECONDS = 60.0
 _USER_AGENT = "logpipe/0.1"
 
 
@@ -43,43 +44,10 @@ class SendResult:
     reason: str
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``X-Sentry-Rate-Limits`` (preferred, per category) or ``Retry-After``."""
-    limits = headers.get("x-sentry-rate-limits") or headers.get("X-Sentry-Rate-Limits")
-    if limits:
-        waits = []
-        for limit in limits.split(","):
-            seconds, _, categories = limit.strip().partition(":")
-            scope = categories.split(":", 1)[0]
-            # An empty category list means "all"; we only send error events.
-            if not scope or "error" in scope.split(";") or "default" in scope.split(";"):
-                try:
-                    waits.append(float(seconds))
-                except ValueError:
-                    continue
-        if waits:
-            return max(waits)
-    retry_after = headers.get("retry-after") or headers.get("Retry-After")
-    if retry_after:
-        try:
-            return float(retry_after)
-        except ValueError:
-            return DEFAULT_RETRY_AFTER_SECONDS  # an HTTP date: rare enough to round to the default
-    return None
-
-
 def classify_response(event_id: str, status: int, headers: Mapping[str, str], body: bytes) -> SendResult:
     """Turn an HTTP response into a ``SendResult``."""
-    if 200 <= status < 300:  # HTTP success range
-        return SendResult(event_id, SendOutcome.ACCEPTED, status, None, "accepted")
-    detail = body[:300].decode("utf-8", "replace").strip()
-    if status == 429:  # Too Many Requests
-        wait = retry_after_seconds(headers) or DEFAULT_RETRY_AFTER_SECONDS
-        return SendResult(event_id, SendOutcome.RATE_LIMITED, status, wait, f"rate limited for {wait:g}s")
-    if status >= 500 or status == 408:  # server errors and request timeout are transient
-        hint = retry_after_seconds(headers)
-        return SendResult(event_id, SendOutcome.RETRYABLE, status, hint, f"HTTP {status}: {detail}")
-    return SendResult(event_id, SendOutcome.REJECTED, status, None, f"HTTP {status}: {detail}")
+    verdict = classify_status(status, headers, body)
+    return SendResult(event_id, verdict.outcome, status, verdict.retry_after, verdict.reason)
 
 
 def _make_transport_class() -> type[Any]:
@@ -149,11 +117,15 @@ def confirming_transport_class() -> type[Any]:
 class SentryClient:
     """One ``sentry_sdk.Client`` for one DSN: no global init, no default integrations, inline sends."""
 
-    def __init__(self, dsn: str, environment: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, environment: str | None = None, timeout: float = 5.0, policy: RetryPolicy | None = None
+    ) -> None:
         """Create the SDK client and its confirming transport (no network yet)."""
         import sentry_sdk
         import urllib3
 
+        self.timeout = timeout
+        self.policy = policy or RetryPolicy()
         self._pool = urllib3.PoolManager(num_pools=4, maxsize=16)
         options = {"dsn": dsn}
         self.transport = confirming_transport_class()(options, self._pool, timeout)
@@ -179,8 +151,20 @@ class SentryClient:
         # parking the event after a 429/5xx fail; it must never run.
         self.client.options["event_scrubber"] = None
 
-    def send(self, event: dict[str, Any]) -> SendResult:
-        """Send one prepared event and return its confirmed outcome."""
+    def send(self, event: dict[str, Any], deadline: float | None = None) -> SendResult:
+        """Send one prepared event, retrying transient failures until ``deadline``; return the confirmed outcome.
+
+        Without a deadline (``time.monotonic()``) the client's timeout bounds the whole send.
+        """
+        event_id = str(event["event_id"])
+        until = time.monotonic() + self.timeout if deadline is None else deadline
+        # A retried event keeps its event_id: Sentry stores it once even if a lost answer hid an acceptance.
+        result, _ = self.policy.run(lambda _timeout: self._send_once(event), self.timeout, until)
+        if result is None:
+            return SendResult(event_id, SendOutcome.RETRYABLE, None, 0.0, "deadline reached")
+        return result
+
+    def _send_once(self, event: dict[str, Any]) -> SendResult:
         event_id = str(event["event_id"])
         started = time.monotonic()
         # The SDK fills in and rewrites the event it is given; it gets a copy, so what is parked on a
