@@ -27,8 +27,12 @@ def _record(
         ("application", Level.ERROR, {}, None, RecordKind.ERROR),
         ("application", Level.CRITICAL, {}, None, RecordKind.ERROR),
         ("application", Level.INFO, {}, "Traceback (most recent call last):", RecordKind.ERROR),
-        ("errors", Level.INFO, {}, None, RecordKind.ERROR),
+        # An errors group: a line marked below WARNING is a breadcrumb of the next error, not an event.
+        ("errors", Level.DEBUG, {}, None, RecordKind.OTHER),
+        ("errors", Level.INFO, {}, None, RecordKind.OTHER),
+        ("errors", Level.INFO, {}, "Traceback (most recent call last):", RecordKind.ERROR),
         ("errors", Level.WARNING, {}, None, RecordKind.ERROR),
+        ("errors", Level.ERROR, {}, None, RecordKind.ERROR),
         ("llm", Level.INFO, {"model": "gpt-4o-mini", "prompt_tokens": 5}, None, RecordKind.LLM),
         ("llm", Level.ERROR, {"model": "gpt-4o-mini", "usage": {"input_tokens": 3}}, None, RecordKind.LLM),
         ("llm", Level.INFO, {"note": "not a call"}, None, RecordKind.OTHER),

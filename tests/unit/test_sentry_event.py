@@ -364,21 +364,53 @@ def test_levels_map_to_sentry_levels() -> None:
     ("message", "expected"),
     [
         ("Study 1.2.840.113619.2.55.3.604688119 not found", "Study <num> not found"),
-        ("user 3ceef809-764c-475c-8329-a72cffb5288e locked", "user <uuid> locked"),
+        ("user 3ceef809-764c-475c-8329-a72cffb5288e locked", "user <id> locked"),
         ("mail to minsu.kim7@hospital.example.kr bounced", "mail to <email> bounced"),
         ("peer 10.0.1.23:5432 reset", "peer <ip> reset"),
         ("peer 2001:db8::8a2e:370:7334 reset", "peer <ip> reset"),
         ('duplicate key "studies_pkey"', "duplicate key <str>"),
         ("KeyError: 'SeriesInstanceUID'", "KeyError: <str>"),
-        ("object 0x7f3a2c1e9d40 freed; sha deadbeef12345678", "object <hex> freed; sha <hex>"),
-        ("token eyJhbGciOiJIUzI1NiJ9abc123xyz0987 rejected", "token <token> rejected"),
+        ("object 0x7f3a2c1e9d40 freed; sha deadbeef12345678", "object <id> freed; sha <id>"),
+        ("token eyJhbGciOiJIUzI1NiJ9abc123xyz0987 rejected", "token <id> rejected"),
         ("at 2026-11-22T01:00:03.613Z took 5123.456 ms", "at <datetime> took <num> ms"),
         ("KC-SERVICES0013: can't   login", "KC-SERVICES0013: can't login"),
         ("Task timed out after 30.03 seconds", "Task timed out after <num> seconds"),
+        # Request ids, accession numbers and durations: one placeholder whatever their shape.
+        ("request req-7f3c9a2b took 5123ms", "request <id> took <num>ms"),
+        ("request_id=4f2b8c1e-9d3a-4e5f-8a7b-6c5d4e3f2a1b failed", "request_id=<id> failed"),
+        ("session a93kx0q7 expired", "session <id> expired"),
+        ("for accession ACN0012345 after 5.2s", "for accession <id> after <num>s"),
+        ("Accession no. ACN-2026-000777: not in worklist", "accession <id>: not in worklist"),
+        ("ORA-00942: table or view does not exist", "ORA-<num>: table or view does not exist"),
     ],
 )
 def test_normalize_message(message: str, expected: str) -> None:
     assert normalize_message(message) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Archive fetch failed for study {uid} (accession {acc}), request {rid}, after {ms} ms",
+        "Archive fetch failed study_uid={uid} accession_number={acc} request_id={rid} duration={ms}ms",
+    ],
+)
+def test_one_error_with_different_uids_accessions_request_ids_and_durations_has_one_fingerprint(
+    template: str,
+) -> None:
+    from logpipe.boundary import Boundary
+
+    variants = [
+        ("1.2.840.113619.2.55.3.604688119.969.1268071029.320", "ACN0012345", "req-7f3c9a2b", "5123"),
+        ("1.2.410.200010.1073.5851.20261122.1", "ACN0099871", "req-01e4ab9c", "87"),
+        ("2.25.329800735698586629295641978511506172918", "ACN0000042", "4f2b8c1e-9d3a-4e5f-8a7b-6c5d4e3f2a1b", "5"),
+    ]
+    boundary = Boundary.default()  # the sink fingerprints the record as the boundary scrubbed it
+    prints = {
+        tuple(fingerprint(boundary.record(_record(message=template.format(uid=u, acc=a, rid=r, ms=m))), "X"))
+        for u, a, r, m in variants
+    }
+    assert len(prints) == 1, prints
 
 
 def test_fingerprint_groups_one_bug_and_splits_different_types() -> None:

@@ -176,7 +176,8 @@ def _record(unit: _Unit, context: StreamContext) -> LogRecord:
         fields = {**fields, **unit.postgres_extra}
     level = parsed.level
     if level is None:
-        level = Level.ERROR if exception is not None else Level.INFO
+        # A line without a level is INFO, unless it carries a trace or was written to an errors group.
+        level = Level.ERROR if exception is not None or context.log_type == "errors" else Level.INFO
     return new_record(
         event["timestamp"],
         level,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from logpipe.records import ERROR_LEVELS, LogRecord
+from logpipe.records import ERROR_LEVELS, Level, LogRecord
 
 
 class RecordKind(StrEnum):
@@ -15,6 +15,8 @@ class RecordKind(StrEnum):
     OTHER = "other"
 
 
+# Levels an application gives to lines that are context, not problems (an access log line, a trace).
+_CONTEXT_LEVELS = frozenset({Level.DEBUG, Level.INFO})
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens", "usage")
 _GENAI_KEYS = ("gen_ai.request.model", "gen_ai.system", "gen_ai.usage.input_tokens", "gen_ai.response.model")
 
@@ -41,7 +43,11 @@ def classify(record: LogRecord) -> RecordKind:
         return RecordKind.LLM
     log_type = record.stream.log_type
     if log_type == "errors":
-        # Everything an application routes to its errors group is an error by its own decision.
+        # What an application routes to its errors group is an error by its own decision, unless the
+        # line itself says it is below WARNING: then it is context (a breadcrumb of the next error of
+        # its request or stream), not a Sentry issue. A line without a level is read as ERROR there.
+        if record.level in _CONTEXT_LEVELS and record.exception is None:
+            return RecordKind.OTHER
         return RecordKind.ERROR
     if record.level in ERROR_LEVELS or record.exception is not None:
         return RecordKind.ERROR

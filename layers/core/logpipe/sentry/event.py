@@ -135,7 +135,12 @@ _URI_COMPONENT_SAFE = "-_.!~*'()"
 
 # Message normalisation for fingerprints, one pass, first alternative wins at each position. The
 # order matters: whole dates, uuids, emails and IPs before the generic hex/token/number rules that
-# would otherwise eat their parts.
+# would otherwise eat their parts. ``id`` is a word of digits and lowercase letters mixed (request ids
+# such as ``req-7f3c9a2b``), except a number with a unit (``5123ms``, left to ``num``); words of
+# digits and capitals only are kept, because those are error codes (``KC-SERVICES0013``,
+# ``ORA-00942``) that tell errors apart. An accession number is recognised by its label (the PHI
+# boundary masks the keyed forms, ``AccessionNumber=``, before this sees them). A long token
+# ends at ``=`` padding, so ``request_id=<uuid>`` keeps its key.
 _NORMALIZE = re.compile(
     r"""
     (?P<datetime>\d{4}-\d{2}-\d{2}(?:[T\x20]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?)
@@ -146,19 +151,25 @@ _NORMALIZE = re.compile(
         |(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){0,5})?(?![\w:]))
     |(?P<str>"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w))
     |(?P<hex>\b0x[0-9a-fA-F]+\b|(?<![\w-])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w-]))
-    |(?P<token>(?<![\w+/=-])(?=[\w+/=-]*\d)(?=[\w+/=-]*[A-Za-z])[\w+/=-]{24,})
+    |(?P<token>(?<![\w+/=-])(?=[\w+/-]*\d)(?=[\w+/-]*[A-Za-z])[\w+/-]{24,}=*)
+    |(?P<accession>\b[Aa]ccession(?:[\x20_-]?(?:[Nn]umber|[Nn]o|\#))?\.?\x20*[:=\#]?\x20*[\w-]*\d[\w-]*)
+    |(?P<id>(?<![\w-])(?![0-9]+[a-z]+(?![\w-]))(?=[\w-]*\d)(?=[\w-]*[a-z])[\w-]+)
     |(?P<num>(?<![A-Za-z0-9])\d+(?:[.,:]\d+)*)
     """,
     re.VERBOSE,
 )
+# Every kind of identifier gets the same placeholder: the same error logs a uuid in one place and a
+# prefixed hex id in another (an upstream trace header, a locally made id), and must stay one issue.
 _PLACEHOLDERS = {
     "datetime": "<datetime>",
-    "uuid": "<uuid>",
+    "uuid": "<id>",
     "email": "<email>",
     "ip": "<ip>",
     "str": "<str>",
-    "hex": "<hex>",
-    "token": "<token>",
+    "hex": "<id>",
+    "token": "<id>",
+    "accession": "accession <id>",
+    "id": "<id>",
     "num": "<num>",
 }
 
