@@ -611,21 +611,9 @@ class Exporter:
         self._emit_emf({"Environment": self.environment}, counters, now_ms)
 
     def _emit_emf(self, dimensions: dict[str, str], values: dict[str, float], now_ms: int) -> None:
-        document: dict[str, Any] = {
-            "_aws": {
-                "Timestamp": now_ms,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": self.namespace,
-                        "Dimensions": [sorted(dimensions)],
-                        "Metrics": [{"Name": name, "Unit": "None"} for name in values],
-                    },
-                ],
-            },
-            **dimensions,
-            **values,
-        }
-        self._emit(orjson.dumps(document).decode())
+        from logpipe.health import powertools_document
+
+        self._emit(orjson.dumps(powertools_document(self.namespace, dimensions, values, timestamp_ms=now_ms)).decode())
 
 
 def build_exporter(

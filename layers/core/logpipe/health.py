@@ -1,13 +1,16 @@
 """The pipeline's own health, published with Powertools Metrics in its own namespace.
 
 Kept apart from the PACS metrics: these describe the pipeline (events in, records per kind,
-malformed input, parked items), not the services whose logs it reads.
+malformed input, parked items), not the services whose logs it reads. Every EMF document the
+project writes goes through Powertools, except the PACS metrics (``logpipe.metrics``), whose
+documents Powertools cannot express: two dimension sets one of which is empty (``[]``), the log's
+minute as the timestamp, and value arrays split at 100 values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
@@ -55,6 +58,23 @@ REPLAY_METRICS: dict[str, str] = {
     "unreadable": "ReplayUnreadableMessages",
     "errors": "ReplayErrors",
 }
+
+
+def powertools_document(
+    namespace: str, dimensions: Mapping[str, str], values: Mapping[str, float], *, timestamp_ms: int, unit: str = "None"
+) -> dict[str, Any]:
+    """One EMF document of ``values`` under one dimension set, serialized by Powertools, for the caller to write."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    # service="": without it Powertools adds the function's POWERTOOLS_SERVICE_NAME as a "service"
+    # dimension, and these series are identified by exactly ``dimensions`` (the alarms name them).
+    metrics = EphemeralMetrics(namespace=namespace, service="")
+    for name in sorted(dimensions):
+        metrics.add_dimension(name=name, value=dimensions[name])
+    for name, value in values.items():
+        metrics.add_metric(name=name, unit=unit, value=value)
+    metrics.set_timestamp(timestamp_ms)
+    return dict(metrics.serialize_metric_set())
 
 
 class HealthMetrics:

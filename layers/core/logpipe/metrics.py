@@ -7,6 +7,11 @@ counts (service, level, message, fields) and what value each contributes.
 Values are aggregated per batch and per minute of *log* time: count metrics become one summed
 number per minute, sample metrics (response time) keep every per-request value as EMF value arrays
 (at most 100 per document), so CloudWatch's Average and percentiles stay exact.
+
+This is the project's one hand-written EMF writer, kept because Powertools Metrics cannot express
+these documents: two dimension sets, one of them empty (the seed's alarms read the dimensionless
+series), the log's own minute as the timestamp, and value arrays split at 100. Every other EMF
+document goes through Powertools (``logpipe.health``); ``tests/emf_spec.py`` checks them all.
 """
 
 from __future__ import annotations
