@@ -14,7 +14,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from logpipe.boundary import Boundary
-from logpipe.langfuse.ledger import DynamoDbLedger, MemoryLedger
+from logpipe.idempotency import DeliveryLedger
+from logpipe.langfuse.config import KEY_PREFIX, RECORD_SECONDS
 from logpipe.langfuse.mapping import create_observation_id, create_trace_id
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
@@ -53,7 +54,8 @@ def make_sink(receiver: OtlpReceiver, ledger: Any = None, **kwargs: Any) -> Lang
     transport = OtlpTransport(
         CredentialsSource.fixed(receiver.host, PUBLIC, SECRET), timeout=kwargs.pop("timeout", 2.0), backoff=0.01
     )
-    return LangfuseSink(transport, ledger or MemoryLedger(), **kwargs)
+    ledger = ledger or DeliveryLedger.in_memory(key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS)
+    return LangfuseSink(transport, ledger, **kwargs)
 
 
 def context(parking: MemoryParkingLot, seconds: float = 20.0, boundary: Boundary | None = None) -> SendContext:
@@ -149,21 +151,35 @@ def test_redelivered_batch_is_not_sent_twice_with_the_dynamodb_ledger(
 ) -> None:
     import boto3
 
+    from logpipe_cli.embedded_aws import create_idempotency_table
+
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="ap-northeast-2")
-    table = "langfuse-ledger-" + os.urandom(4).hex()
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = "idempotency-" + os.urandom(4).hex()
+    create_idempotency_table(client, table)  # the template's IdempotencyTable layout
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+
+    def ledger() -> DeliveryLedger:
+        return DeliveryLedger.on_table(
+            table, key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS, client=client
+        )
+
     records = many_records(30)
     # Two containers: the redelivery may land on a different one, so only the table is shared.
-    first = make_sink(receiver, DynamoDbLedger(table, client), max_spans_per_request=10)
-    second = make_sink(receiver, DynamoDbLedger(table, client), max_spans_per_request=10)
+    first = make_sink(receiver, ledger(), max_spans_per_request=10)
+    second = make_sink(receiver, ledger(), max_spans_per_request=10)
     assert Counter(d.outcome.value for d in first.send(records, context(MemoryParkingLot()))) == {"delivered": 30}
+    # Powertools Idempotency: a conditional put (claim) and an update (settled) per chunk, as the
+    # hand-written ledger did (claim, finish); 3 chunks of 10 spans.
+    assert calls == ["PutItem", "UpdateItem"] * 3
+    calls.clear()
     assert Counter(d.outcome.value for d in second.send(records, context(MemoryParkingLot()))) == {"skipped": 30}
+    # A settled chunk costs one refused put (it returns the old item); the old ledger needed a second read.
+    assert calls == ["PutItem"] * 3
     assert len(receiver.received) == 3
     assert len(receiver.accepted_spans()) == 30
     items = client.scan(TableName=table)["Items"]
-    assert {item["status"]["S"] for item in items} == {"done"}
+    assert len(items) == 3
+    assert {item["status"]["S"] for item in items} == {"COMPLETED"}
+    assert {item["data"]["S"] for item in items} == {'{"settled": "delivered"}'}
+    assert all(item["id"]["S"].startswith(f"{KEY_PREFIX}#") for item in items)

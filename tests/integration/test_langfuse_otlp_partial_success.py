@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from logpipe.boundary import Boundary
-from logpipe.langfuse.ledger import MemoryLedger
+from logpipe.idempotency import DeliveryLedger
+from logpipe.langfuse.config import KEY_PREFIX, RECORD_SECONDS
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
 from logpipe.metrics import load_metric_rules
@@ -34,7 +35,9 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 def langfuse_sink(receiver: OtlpReceiver) -> LangfuseSink:
     transport = OtlpTransport(CredentialsSource.fixed(receiver.host, "pk-lf-1", "sk-lf-1"), timeout=2.0, backoff=0.01)
-    return LangfuseSink(transport, MemoryLedger())
+    return LangfuseSink(
+        transport, DeliveryLedger.in_memory(key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS)
+    )
 
 
 def pipeline(sink: LangfuseSink, parking: MemoryParkingLot) -> IngestPipeline:

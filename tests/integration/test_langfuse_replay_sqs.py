@@ -23,7 +23,8 @@ import boto3
 import pytest
 
 from logpipe.boundary import Boundary
-from logpipe.langfuse.ledger import DynamoDbLedger
+from logpipe.idempotency import DeliveryLedger, KeyState
+from logpipe.langfuse.config import KEY_PREFIX, RECORD_SECONDS
 from logpipe.langfuse.replay import replay_key
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
@@ -31,6 +32,7 @@ from logpipe.metrics import load_metric_rules
 from logpipe.parking import SqsParkingLot
 from logpipe.pipeline import IngestPipeline
 from logpipe.settings import Settings
+from logpipe_cli.embedded_aws import create_idempotency_table
 from logpipe_cli.otlp_receiver import Answer, OtlpReceiver, otlp_receiver
 from payloads import sqs_lambda_event, subscription_event
 
@@ -67,13 +69,8 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="ap-northeast-2")
     queue = sqs.create_queue(QueueName=f"langfuse-replay-{suffix}")["QueueUrl"]
     dlq = sqs.create_queue(QueueName=f"langfuse-replay-{suffix}-dlq")["QueueUrl"]
-    table = f"langfuse-ledger-{suffix}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = f"idempotency-{suffix}"
+    create_idempotency_table(dynamodb, table)  # the template's IdempotencyTable layout
     yield Aws(sqs, dynamodb, queue, dlq, table)
     sqs.delete_queue(QueueUrl=queue)
     sqs.delete_queue(QueueUrl=dlq)
@@ -86,6 +83,12 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield running
 
 
+def ledger(aws: Aws) -> DeliveryLedger:
+    return DeliveryLedger.on_table(
+        aws.table, key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS, client=aws.dynamodb
+    )
+
+
 def ingest_pipeline(aws: Aws, receiver: OtlpReceiver) -> IngestPipeline:
     transport = OtlpTransport(CredentialsSource.fixed(receiver.host, PUBLIC, SECRET), timeout=2.0, backoff=0.01)
     return IngestPipeline(
@@ -93,7 +96,7 @@ def ingest_pipeline(aws: Aws, receiver: OtlpReceiver) -> IngestPipeline:
         rules=load_metric_rules(),
         parking=SqsParkingLot(aws.queue, client=aws.sqs, dead_letter_url=aws.dlq),
         boundary=Boundary.default(),
-        sinks=[LangfuseSink(transport, DynamoDbLedger(aws.table, aws.dynamodb))],
+        sinks=[LangfuseSink(transport, ledger(aws))],
         emf_writer=lambda line: None,
     )
 
@@ -104,7 +107,7 @@ def replay_container(aws: Aws, receiver: OtlpReceiver, monkeypatch: pytest.Monke
         "LOGPIPE_ENVIRONMENT": "prod",
         "LOGPIPE_PARKING_QUEUE_URL": aws.queue,
         "LOGPIPE_DEAD_LETTER_QUEUE_URL": aws.dlq,
-        "LOGPIPE_LEDGER_TABLE": aws.table,
+        "LOGPIPE_IDEMPOTENCY_TABLE": aws.table,
         "LOGPIPE_LANGFUSE_HOST": receiver.host,
         "LOGPIPE_LANGFUSE_PUBLIC_KEY": PUBLIC,
         "LOGPIPE_LANGFUSE_SECRET_KEY": SECRET,
@@ -191,6 +194,6 @@ def test_parked_generations_are_replayed_once_with_their_original_ids(
     assert ingest.run(event).to_dict()["deliveries"] == {"langfuse.skipped": CALLS}
     assert len(receiver.received) == sent_before_replay + CALLS
 
-    ledger = {item["pk"]["S"]: item["status"]["S"] for item in aws.dynamodb.scan(TableName=aws.table)["Items"]}
-    assert {ledger[replay_key(observation_id)] for _, observation_id in first_attempt} == {"done"}
+    states = [ledger(aws).state(replay_key(observation_id)) for _, observation_id in first_attempt]
+    assert states == [(KeyState.SETTLED, {"settled": "delivered"})] * len(first_attempt)
     assert aws.sqs.receive_message(QueueUrl=aws.dlq, WaitTimeSeconds=0).get("Messages", []) == []

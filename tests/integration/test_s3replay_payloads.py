@@ -40,6 +40,7 @@ from logpipe.langfuse.mapping import create_observation_id, create_trace_id
 from logpipe.s3replay import ID_DIGITS
 from logpipe.sentry.event import sentry_event_id
 from logpipe_cli.bugsink import BugsinkProject, BugsinkServer
+from logpipe_cli.embedded_aws import create_idempotency_table
 from logpipe_cli.invoke import load_handler
 from logpipe_cli.otlp_receiver import OtlpReceiver, otlp_receiver, span_attributes
 from logpipe_cli.replay_s3 import main_replay
@@ -364,14 +365,9 @@ def export_all(account: Account, mp: pytest.MonkeyPatch) -> list[tuple[str, str]
 
 
 def create_ledger(account: Account) -> str:
-    """A Langfuse delivery ledger table (the template's layout) on moto DynamoDB."""
-    table = f"langfuse-ledger-{uuid.uuid4().hex[:8]}"
-    account.dynamodb().create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    """An idempotency table (the template's layout) for the Langfuse delivery ledger, on moto DynamoDB."""
+    table = f"idempotency-{uuid.uuid4().hex[:8]}"
+    create_idempotency_table(account.dynamodb(), table)
     return table
 
 
@@ -400,7 +396,7 @@ def use(mp: pytest.MonkeyPatch, account: Account, side: Side, *, host: str, cwd:
     mp.setenv("LOGPIPE_LANGFUSE_PUBLIC_KEY", PUBLIC_KEY)
     mp.setenv("LOGPIPE_LANGFUSE_SECRET_KEY", SECRET_KEY)
     if side.ledger_table is not None:
-        mp.setenv("LOGPIPE_LEDGER_TABLE", side.ledger_table)
+        mp.setenv("LOGPIPE_IDEMPOTENCY_TABLE", side.ledger_table)
     mp.setattr(boto3, "DEFAULT_SESSION", None)  # the credentials changed: no cached session
     # Live runs in Lambda, replay on an operator's machine: nothing of the host may leak into a payload.
     mp.setattr(socket, "gethostname", lambda: host)

@@ -10,15 +10,16 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from logpipe.boundary import Boundary
-from logpipe.delivery import ResendOutcome
-from logpipe.langfuse.ledger import ClaimResult, MemoryLedger, chunk_key
+from logpipe.delivery import ResendOutcome, ResendResult
+from logpipe.idempotency import DeliveryLedger, KeyState
+from logpipe.langfuse.config import KEY_PREFIX
 from logpipe.langfuse.mapping import Generation, to_generation
-from logpipe.langfuse.replay import LangfuseResender
-from logpipe.langfuse.sink import LangfuseSink
+from logpipe.langfuse.replay import LangfuseResender, replay_key
+from logpipe.langfuse.sink import LangfuseSink, chunk_key
 from logpipe.langfuse.transport import PostOutcome, PostResult, classify_response
 from logpipe.parking import MemoryParkingLot, ParkReason
 from logpipe.records import LogRecord
-from logpipe.sinks import SendContext
+from logpipe.sinks import Delivery, SendContext
 from payloads import parsed_records
 
 pytestmark = pytest.mark.unit
@@ -83,9 +84,13 @@ def context(parking: MemoryParkingLot, deadline: float | None = None) -> SendCon
     )
 
 
+def memory_ledger() -> DeliveryLedger:
+    return DeliveryLedger.in_memory(key_prefix=KEY_PREFIX, expires_after_seconds=3600)
+
+
 def sink(
     poster: ScriptedPoster,
-    ledger: MemoryLedger | None = None,
+    ledger: DeliveryLedger | None = None,
     *,
     max_spans_per_request: int = 200,
     max_request_bytes: int = 2 * 1024 * 1024,
@@ -93,7 +98,7 @@ def sink(
     encoder = CountingEncoder()
     langfuse = LangfuseSink(
         poster,
-        ledger or MemoryLedger(clock=lambda: NOW),
+        ledger or memory_ledger(),
         encoder=encoder,
         clock=lambda: NOW,
         max_spans_per_request=max_spans_per_request,
@@ -162,7 +167,7 @@ def test_failures_park_or_dead_letter_every_record(
 
 def test_redelivered_batch_is_not_sent_twice() -> None:
     poster = ScriptedPoster(ok)
-    ledger = MemoryLedger(clock=lambda: NOW)
+    ledger = memory_ledger()
     langfuse, _ = sink(poster, ledger)
     records = llm_records(5)
     first = langfuse.send(records, context(MemoryParkingLot()))
@@ -192,29 +197,59 @@ def test_past_deadline_parks_without_sending() -> None:
 
 
 def test_chunk_in_progress_elsewhere_is_parked_with_wait_for() -> None:
-    ledger = MemoryLedger(clock=lambda: NOW)
+    ledger = memory_ledger()
     poster = ScriptedPoster(ok)
     langfuse, _ = sink(poster, ledger)
+    resender = LangfuseResender(poster, ledger, encoder=CountingEncoder())
     records = llm_records(2)
     key = chunk_key([to_generation(r).observation_id for r in records])
-    # Another invocation claimed the same chunk and is still within its lease.
-    assert ledger.claim(key) is ClaimResult.CLAIMED
     parking = MemoryParkingLot()
-    assert outcomes(langfuse.send(records, context(parking))) == {"parked": 2}
+    deliveries: list[Delivery] = []
+    meanwhile: list[ResendResult] = []
+
+    def other_invocation_sends_the_chunk() -> dict[str, str]:
+        # While it holds the chunk's claim, this invocation parks the chunk for the replay...
+        deliveries.extend(langfuse.send(records, context(parking)))
+        # ...and the replay waits for the claim to end instead of sending.
+        meanwhile.append(resender.resend(json.loads(parking.items[0].to_message()), time.monotonic() + 5))
+        return {"settled": "delivered"}
+
+    ledger.run(key, other_invocation_sends_the_chunk, lease_seconds=900)
+    assert outcomes(deliveries) == {"parked": 2}
     assert poster.bodies == []
     assert {item.attributes.get("wait_for") for item in parking.items} == {key}
     assert all(item.not_before == NOW + 900 for item in parking.items)
+    assert [(m.outcome, m.reason) for m in meanwhile] == [(ResendOutcome.RETRY_LATER, "chunk still in progress")]
     # Once the other invocation finished, the replay drops these as duplicates.
-    ledger.finish(key, delivered=True)
-    resender = LangfuseResender(poster, ledger, encoder=CountingEncoder())
     message = json.loads(parking.items[0].to_message())
-    assert resender.resend(message, time.monotonic() + 5).outcome is ResendOutcome.DUPLICATE
+    again = resender.resend(message, time.monotonic() + 5)
+    assert (again.outcome, again.reason) == (ResendOutcome.DUPLICATE, "chunk delivered by another invocation")
     assert poster.bodies == []
+
+
+def test_a_claim_left_by_a_crashed_invocation_is_taken_over_when_its_lease_ends() -> None:
+    ledger = memory_ledger()
+    records = llm_records(2)
+    key = chunk_key([to_generation(r).observation_id for r in records])
+    # An invocation claimed the chunk and died: its record stays INPROGRESS until its lease ends.
+    ledger._persistence().save_inprogress(data={"key": key}, remaining_time_in_millis=60_000)
+    assert ledger.state(key)[0] is KeyState.IN_PROGRESS
+    poster = ScriptedPoster(ok)
+    langfuse, _ = sink(poster, ledger)
+    assert outcomes(langfuse.send(records, context(MemoryParkingLot()))) == {"parked": 2}
+    ledger._persistence().save_inprogress(data={"key": "other"}, remaining_time_in_millis=0)  # an ended lease
+    assert ledger.state("other")[0] is KeyState.FREE
+    crashed = llm_records(3)
+    crashed_key = chunk_key([to_generation(r).observation_id for r in crashed])
+    ledger._persistence().save_inprogress(data={"key": crashed_key}, remaining_time_in_millis=0)
+    time.sleep(0.002)
+    assert outcomes(langfuse.send(crashed, context(MemoryParkingLot()))) == {"delivered": 3}
+    assert ledger.state(crashed_key) == (KeyState.SETTLED, {"settled": "delivered"})
 
 
 def test_replay_sends_once_and_drops_duplicates() -> None:
     parking = MemoryParkingLot()
-    ledger = MemoryLedger(clock=lambda: NOW)
+    ledger = memory_ledger()
     langfuse, _ = sink(ScriptedPoster(lambda _: PostResult(PostOutcome.RETRYABLE, 500, None, "HTTP 500")), ledger)
     langfuse.send(llm_records(1), context(parking))
     message = json.loads(parking.items[0].to_message())
@@ -226,7 +261,7 @@ def test_replay_sends_once_and_drops_duplicates() -> None:
 
 
 def test_replay_retry_later_frees_the_claim() -> None:
-    ledger = MemoryLedger(clock=lambda: NOW)
+    ledger = memory_ledger()
     parking = MemoryParkingLot()
     langfuse, _ = sink(ScriptedPoster(lambda _: PostResult(PostOutcome.RETRYABLE, 500, None, "HTTP 500")), ledger)
     langfuse.send(llm_records(1), context(parking))
@@ -238,6 +273,7 @@ def test_replay_retry_later_frees_the_claim() -> None:
     first = resender.resend(message, time.monotonic() + 5)
     assert (first.outcome, first.retry_after) == (ResendOutcome.RETRY_LATER, 9.0)
     assert resender.resend(message, time.monotonic() + 5).outcome is ResendOutcome.DELIVERED
+    assert ledger.state(replay_key(json.loads(message["body"])["observation_id"]))[0] is KeyState.SETTLED
 
 
 @pytest.mark.parametrize(

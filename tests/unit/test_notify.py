@@ -20,7 +20,7 @@ from logpipe.delivery import HttpOutcome
 from logpipe.notify.alarm import AlarmMessageError, AlarmNotification, AlarmState, PlainNotification, parse_record
 from logpipe.notify.channels import WebhookConfigError, WebhookUrlSource, checked_url
 from logpipe.notify.context import LogContextReader, error_message
-from logpipe.notify.guard import MemoryDeliveryGuard
+from logpipe.notify.guard import DeliveryGuard
 from logpipe.notify.links import alarm_url, insights_url, insights_value
 from logpipe.notify.notifier import NotificationDeliveryError, Notifier
 from logpipe.notify.queries import InsightsQuery, load_alarm_queries
@@ -483,7 +483,7 @@ class RecordingPoster:
         return queue.pop(0) if queue else WebhookResult(HttpOutcome.ACCEPTED, 200, "accepted")
 
 
-def _notifier(poster: RecordingPoster, guard: MemoryDeliveryGuard, **sources: Callable[[], str | None]) -> Notifier:
+def _notifier(poster: RecordingPoster, guard: DeliveryGuard, **sources: Callable[[], str | None]) -> Notifier:
     return Notifier(
         environment="prod",
         sources={Channel(name): WebhookUrlSource(load, name) for name, load in sources.items()},
@@ -497,7 +497,7 @@ def _notifier(poster: RecordingPoster, guard: MemoryDeliveryGuard, **sources: Ca
 def test_the_retry_posts_only_where_it_failed_and_a_settled_message_posts_nothing() -> None:
     event = {"Records": [sample_record()]}
     poster = RecordingPoster({"teams": [WebhookResult(HttpOutcome.RETRYABLE, 503, "HTTP 503")]})
-    guard = MemoryDeliveryGuard()
+    guard = DeliveryGuard.in_memory()
     notifier = _notifier(poster, guard, slack=lambda: "https://x/slack", teams=lambda: "https://x/teams")
     with pytest.raises(NotificationDeliveryError, match="teams: HTTP 503"):
         notifier.handle(event)
@@ -516,14 +516,14 @@ def test_an_unreadable_secret_is_retried_and_a_missing_url_is_skipped() -> None:
         raise WebhookConfigError("secret s: cannot be read (AccessDeniedException)", retryable=True)
 
     poster = RecordingPoster({})
-    notifier = _notifier(poster, MemoryDeliveryGuard(), slack=unreadable, teams=lambda: None)
+    notifier = _notifier(poster, DeliveryGuard.in_memory(), slack=unreadable, teams=lambda: None)
     with pytest.raises(NotificationDeliveryError, match=r"slack: secret s: cannot be read \(AccessDeniedException\)"):
         notifier.handle({"Records": [sample_record()]})
     assert poster.posts == []
 
 
 def test_an_event_that_is_not_from_sns_is_counted_and_raised() -> None:
-    notifier = _notifier(RecordingPoster({}), MemoryDeliveryGuard())
+    notifier = _notifier(RecordingPoster({}), DeliveryGuard.in_memory())
     with pytest.raises(AlarmMessageError, match="not an SNS event"):
         notifier.handle({"awslogs": {"data": "..."}})
 

@@ -111,7 +111,7 @@ LOGPIPE_ENV_ALLOW_LIST = frozenset(
 # The Sentry DSN secret: the one the stack creates, or the one given as a parameter (its ARN only).
 SENTRY_SECRET = {"Fn::If": ["CreateSentrySecret", {"Ref": "SentrySecret"}, {"Ref": "SentrySecretArn"}]}
 LANGFUSE_SECRET = {"Fn::If": ["CreateLangfuseSecret", {"Ref": "LangfuseSecret"}, {"Ref": "LangfuseSecretArn"}]}
-# What the Langfuse delivery ledger (layers/core/logpipe/langfuse/ledger.py) does with its table.
+# What Powertools Idempotency (layers/core/logpipe/idempotency.py) does with its table.
 LEDGER_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 STATISTICS_FOR_UNIT = {"Count": {"Sum", "SampleCount", "Maximum"}, "Milliseconds": {"Average", "Maximum", "p99"}}
@@ -699,7 +699,7 @@ def test_ingest_function_environment(deployed_ingest: dict[str, Any]) -> None:
     assert env["LOGPIPE_DEAD_LETTER_QUEUE_URL"] == {"Ref": "ParkingDeadLetterQueue"}
     assert env["LOGPIPE_SENTRY_SECRET"] == SENTRY_SECRET
     assert env["LOGPIPE_LANGFUSE_SECRET"] == LANGFUSE_SECRET
-    assert env["LOGPIPE_LEDGER_TABLE"] == {"Ref": "LangfuseLedgerTable"}
+    assert env["LOGPIPE_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
     assert env["LOGPIPE_ENVIRONMENT"] == {"Ref": "Environment"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "logpipe-ingest"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "LogPipe"
@@ -1091,7 +1091,7 @@ def test_every_queue_topic_table_bucket_stream_and_secret_is_kms_encrypted(deplo
             checked[resource_type] += 1
     assert checked["AWS::SQS::Queue"] == 4
     assert checked["AWS::SNS::Topic"] == 1
-    assert checked["AWS::DynamoDB::Table"] == 2
+    assert checked["AWS::DynamoDB::Table"] == 1
     assert checked["AWS::S3::Bucket"] == 1
     assert checked["AWS::Kinesis::Stream"] == 1
     assert checked["AWS::SecretsManager::Secret"] == 4
@@ -1152,7 +1152,7 @@ def test_ingest_role_lists_only_what_the_function_uses(deployed: dict[str, Any])
         "SentrySecretArn",
         "LangfuseSecret",
         "LangfuseSecretArn",
-        "LangfuseLedgerTable",
+        "IdempotencyTable",
     }
     actions: set[str] = set()
     for policy in _flatten_if(role["Policies"]):
@@ -1201,7 +1201,7 @@ def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed
                 "SentrySecretArn",
                 "LangfuseSecret",
                 "LangfuseSecretArn",
-                "LangfuseLedgerTable",
+                "IdempotencyTable",
             }, statement
     assert {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage*", "kms:Decrypt"} <= actions
     # Not AWSLambdaSQSQueueExecutionRole (receive and delete on every queue), which a SAM SQS event adds.
@@ -1212,12 +1212,12 @@ def test_replay_consumes_the_parking_queue_with_partial_batch_responses(deployed
     assert {"secretsmanager:GetSecretValue"} == {a for a in actions if a.startswith("secretsmanager:")}
     assert {a for a in actions if a.startswith("dynamodb:")} == LEDGER_ACTIONS
     assert env["LOGPIPE_LANGFUSE_SECRET"] == LANGFUSE_SECRET
-    assert env["LOGPIPE_LEDGER_TABLE"] == {"Ref": "LangfuseLedgerTable"}
+    assert env["LOGPIPE_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
     _assert_ledger_and_langfuse_secret_grants(role)
 
 
 def _assert_ledger_and_langfuse_secret_grants(role: Mapping[str, Any]) -> None:
-    """The ledger actions reach only the ledger table; the Langfuse secret is readable."""
+    """The ledger actions reach only the idempotency table; the Langfuse secret is readable."""
     ledger_resources: list[Any] = []
     secret_resources: list[Any] = []
     for policy in _flatten_if(role["Policies"]):
@@ -1228,7 +1228,7 @@ def _assert_ledger_and_langfuse_secret_grants(role: Mapping[str, Any]) -> None:
                 ledger_resources.extend(as_list(statement["Resource"]))
             if "secretsmanager:GetSecretValue" in actions:
                 secret_resources.append(statement["Resource"])
-    assert ledger_resources == [{"Fn::GetAtt": ["LangfuseLedgerTable", "Arn"]}]
+    assert ledger_resources == [{"Fn::GetAtt": ["IdempotencyTable", "Arn"]}]
     # SAM's AWSSecretsManagerGetSecretValuePolicy renders the ARN as Fn::Sub ["${secretArn}", {secretArn: ...}].
     assert {"Fn::Sub": ["${secretArn}", {"secretArn": LANGFUSE_SECRET}]} in secret_resources
 
@@ -1952,21 +1952,6 @@ def test_grafana_dashboard_charts_every_exporter_series(deployed: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------
-# Langfuse delivery ledger
-# ---------------------------------------------------------------------------
-def test_langfuse_ledger_table_matches_the_ledger_code(deployed: dict[str, Any]) -> None:
-    props = deployed["Resources"]["LangfuseLedgerTable"]["Properties"]
-    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
-    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Ref": "PipelineKey"}
-    ledger_code = (REPO_ROOT / "layers/core/logpipe/langfuse/ledger.py").read_text(encoding="utf-8")
-    assert '"pk": {"S":' in ledger_code
-    assert '"expires_at": {"N":' in ledger_code
-
-
-# ---------------------------------------------------------------------------
 # Langfuse: delivery-failure alarm, per-service prompt scrubbing
 # ---------------------------------------------------------------------------
 class _RefusingPoster:
@@ -1984,7 +1969,7 @@ def test_langfuse_delivery_failure_alarm_watches_the_series_the_pipeline_publish
     parameter_values: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from logpipe.langfuse.ledger import MemoryLedger
+    from logpipe.idempotency import DeliveryLedger
     from logpipe.langfuse.sink import SINK_NAME, LangfuseSink
     from logpipe.parking import MemoryParkingLot
     from logpipe.pipeline import IngestPipeline
@@ -2021,7 +2006,7 @@ def test_langfuse_delivery_failure_alarm_watches_the_series_the_pipeline_publish
         rules=load_metric_rules(),
         parking=MemoryParkingLot(),
         boundary=Boundary.default(),
-        sinks=[LangfuseSink(_RefusingPoster(), MemoryLedger())],
+        sinks=[LangfuseSink(_RefusingPoster(), DeliveryLedger.in_memory(key_prefix="t", expires_after_seconds=60))],
         health=HealthMetrics(
             environment=environment,
             namespace=env["POWERTOOLS_METRICS_NAMESPACE"],
@@ -2287,11 +2272,19 @@ def test_webhook_secrets_are_created_empty_and_only_the_notifier_reads_them(depl
     assert readers == {"NotifyFunctionRole"}
 
 
-def test_idempotency_table_is_the_notifiers_delivery_ledger(deployed: dict[str, Any]) -> None:
-    """The table Powertools Idempotency needs is wired to the one function that uses it."""
+def test_idempotency_table_is_the_one_delivery_ledger(deployed: dict[str, Any]) -> None:
+    """One mechanism, one table: Powertools Idempotency's, wired to every function that sends once."""
     users = {
         name
         for name, resource in deployed["Resources"].items()
         if name != "IdempotencyTable" and "IdempotencyTable" in referenced_ids(resource)
     }
-    assert users == {"NotifyFunction", "NotifyFunctionRole"}
+    senders = {"IngestFunction", "ReplayFunction", "NotifyFunction"}
+    assert users == senders | {f"{name}Role" for name in senders}
+    tables = resources_of_type(deployed, "AWS::DynamoDB::Table")
+    assert set(tables) == {"IdempotencyTable"}
+    for code in (REPO_ROOT / "layers/core/logpipe").rglob("*.py"):
+        text = code.read_text(encoding="utf-8")
+        # Nothing writes DynamoDB by hand any more: every ledger goes through Powertools.
+        assert "put_item(" not in text, code
+        assert "update_item(" not in text, code

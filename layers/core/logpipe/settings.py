@@ -99,7 +99,8 @@ class Settings:
     langfuse_public_key: str | None = None
     langfuse_secret_key: str | None = None
     langfuse_secret_id: str | None = None
-    ledger_table: str | None = None
+    # Powertools Idempotency's table: Langfuse chunks and replays are sent once (in memory without it).
+    idempotency_table: str | None = None
     # Services whose LLM calls go to Langfuse with prompt and response as logged (the rest stays scrubbed).
     langfuse_unscrubbed_prompt_services: frozenset[str] = frozenset()
     replay_horizon_hours: int = DEFAULT_REPLAY_HORIZON_HOURS
@@ -143,7 +144,7 @@ class Settings:
             langfuse_public_key=_optional(source, "LOGPIPE_LANGFUSE_PUBLIC_KEY"),
             langfuse_secret_key=_optional(source, "LOGPIPE_LANGFUSE_SECRET_KEY"),
             langfuse_secret_id=_optional(source, "LOGPIPE_LANGFUSE_SECRET"),
-            ledger_table=_optional(source, "LOGPIPE_LEDGER_TABLE"),
+            idempotency_table=_optional(source, "LOGPIPE_IDEMPOTENCY_TABLE"),
             langfuse_unscrubbed_prompt_services=_services(source, "LOGPIPE_LANGFUSE_UNSCRUBBED_PROMPT_SERVICES"),
             replay_horizon_hours=horizon,
         )
@@ -261,7 +262,7 @@ class NotifySettings:
         # Reuse the shared validation; the ingest-only rule (parking queue in Lambda) does not apply here.
         base = Settings.from_env({key: value for key, value in source.items() if key != "AWS_LAMBDA_FUNCTION_NAME"})
         in_lambda = bool(source.get("AWS_LAMBDA_FUNCTION_NAME"))
-        table = _optional(source, "LOGPIPE_IDEMPOTENCY_TABLE")
+        table = base.idempotency_table
         if in_lambda and table is None:
             # Without the ledger a retried invocation would post again to channels that already have it.
             msg = "LOGPIPE_IDEMPOTENCY_TABLE is required when running in Lambda"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from logpipe.langfuse.ledger import DeliveryLedger, DynamoDbLedger, MemoryLedger
+from logpipe.idempotency import DeliveryLedger
 from logpipe.langfuse.replay import LangfuseResender
 from logpipe.langfuse.sink import LangfuseSink
 from logpipe.langfuse.transport import CredentialsSource, OtlpTransport
@@ -20,11 +20,19 @@ def credentials_source(settings: Settings) -> CredentialsSource | None:
     return None
 
 
+# One key prefix for the ingest and the replay function: the replay reads the ingest's chunk records.
+KEY_PREFIX = "logpipe-langfuse"
+# Long after CloudWatch Logs stops redelivering a batch (hours) and SQS a parked message (the replay horizon).
+RECORD_SECONDS = 14 * 24 * 3600
+
+
 def delivery_ledger(settings: Settings) -> DeliveryLedger:
-    """DynamoDB when ``LOGPIPE_LEDGER_TABLE`` is set; otherwise per-container memory (local runs)."""
-    if settings.ledger_table:
-        return DynamoDbLedger(settings.ledger_table)
-    return MemoryLedger()
+    """Powertools Idempotency on ``LOGPIPE_IDEMPOTENCY_TABLE``; without it, per-container memory (local runs)."""
+    if settings.idempotency_table:
+        return DeliveryLedger.on_table(
+            settings.idempotency_table, key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS
+        )
+    return DeliveryLedger.in_memory(key_prefix=KEY_PREFIX, expires_after_seconds=RECORD_SECONDS)
 
 
 def build_langfuse_sink(settings: Settings) -> LangfuseSink | None:

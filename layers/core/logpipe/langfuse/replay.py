@@ -1,9 +1,10 @@
 """Re-sending one parked Langfuse generation, with the ledger guarding against a second copy.
 
-Each parked generation is claimed under its own observation id before it is sent, so a parked
-message SQS delivers twice is sent once. An item parked because another invocation was sending its
-chunk (``wait_for``) is dropped once that chunk is done or parked, and sent only if the other
-invocation died (its claim's lease ran out).
+Each parked generation is sent inside the delivery ledger (Powertools Idempotency) under its own
+observation id, so a parked message SQS delivers twice is sent once; an answer that says "later"
+is not recorded (the message comes back from SQS and must be able to go then). An item parked
+because another invocation was sending its chunk (``wait_for``) is dropped once that chunk is
+settled, and sent only if the other invocation died (its claim's lease ran out).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 import orjson
 
 from logpipe.delivery import DEFAULT_RETRY_SECONDS, ResendOutcome, ResendResult, resend_result
-from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError
+from logpipe.idempotency import DEFAULT_LEASE_SECONDS, DeliveryLedger, KeyState, LedgerBusyError, LedgerError, Unsettled
 from logpipe.langfuse.mapping import Generation
-from logpipe.langfuse.sink import ChunkEncoder, ChunkPoster, SpanEncoder
-from logpipe.langfuse.transport import PostOutcome
+from logpipe.langfuse.sink import SETTLED_DELIVERED, SETTLED_PARKED, ChunkEncoder, ChunkPoster, SpanEncoder
+from logpipe.langfuse.transport import PostOutcome, PostResult
 
 
 def replay_key(observation_id: str) -> str:
@@ -41,30 +42,32 @@ class LangfuseResender:
             generation = Generation.from_json(orjson.loads(message["body"]))
         except (KeyError, TypeError, ValueError) as error:
             return ResendResult(ResendOutcome.REJECTED, f"unreadable parked generation: {type(error).__name__}")
+        sent: list[PostResult] = []
+
+        def send() -> dict[str, Any]:
+            sent.append(self.poster.post(self.encoder.encode([generation]), deadline))
+            if sent[0].outcome is not PostOutcome.ACCEPTED and sent[0].outcome.should_retry:
+                raise Unsettled(sent[0].reason)  # SQS brings the message back: it must be able to go then
+            return {"settled": SETTLED_DELIVERED if sent[0].outcome is PostOutcome.ACCEPTED else SETTLED_PARKED}
+
         try:
             wait_for = attributes.get("wait_for")
             if wait_for:
-                state = self.ledger.peek(wait_for)
-                if state in {ClaimResult.ALREADY_DONE, ClaimResult.ALREADY_PARKED}:
-                    return ResendResult(ResendOutcome.DUPLICATE, f"chunk {state.value} by another invocation")
-                if state is ClaimResult.IN_PROGRESS:
+                state, answer = self.ledger.state(wait_for)
+                if state is KeyState.SETTLED:
+                    settled = (answer or {}).get("settled", SETTLED_DELIVERED)
+                    return ResendResult(ResendOutcome.DUPLICATE, f"chunk {settled} by another invocation")
+                if state is KeyState.IN_PROGRESS:
                     return ResendResult(ResendOutcome.RETRY_LATER, "chunk still in progress", DEFAULT_RETRY_SECONDS)
-            key = replay_key(generation.observation_id)
-            claim = self.ledger.claim(key)
+
+            once = self.ledger.run(replay_key(generation.observation_id), send, lease_seconds=DEFAULT_LEASE_SECONDS)
+        except Unsettled:
+            return resend_result(sent[0].outcome, sent[0].reason, sent[0].retry_after)
+        except LedgerBusyError:
+            return ResendResult(ResendOutcome.RETRY_LATER, "replay in progress elsewhere", DEFAULT_RETRY_SECONDS)
         except LedgerError as error:
             return ResendResult(ResendOutcome.RETRY_LATER, str(error), DEFAULT_RETRY_SECONDS)
-        if claim in {ClaimResult.ALREADY_DONE, ClaimResult.ALREADY_PARKED}:
-            return ResendResult(ResendOutcome.DUPLICATE, f"replay {claim.value}")
-        if claim is ClaimResult.IN_PROGRESS:
-            return ResendResult(ResendOutcome.RETRY_LATER, "replay in progress elsewhere", DEFAULT_RETRY_SECONDS)
-        result = self.poster.post(self.encoder.encode([generation]), deadline)
-        delivered = result.outcome is PostOutcome.ACCEPTED
-        try:
-            if delivered or not result.outcome.should_retry:
-                self.ledger.finish(key, delivered=delivered)
-            else:
-                # The same message comes back from SQS for another attempt: it must be able to claim again.
-                self.ledger.release(key)
-        except LedgerError:
-            pass  # the outcome stands; only a later copy of this same message could act on a stale entry
-        return resend_result(result.outcome, result.reason, result.retry_after)
+        if once.duplicate:
+            settled = once.answer.get("settled", SETTLED_DELIVERED)
+            return ResendResult(ResendOutcome.DUPLICATE, f"replay already {settled}")
+        return resend_result(sent[0].outcome, sent[0].reason, sent[0].retry_after)

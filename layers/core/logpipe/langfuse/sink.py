@@ -2,8 +2,9 @@
 
 Per invocation: map every record (a record that cannot be mapped is dead-lettered with the reason
 and counted, never a crash), cut the generations into chunks (by span count and encoded size),
-and for each chunk: claim it in the delivery ledger (a redelivered batch finds it done or parked
-and is skipped), POST it once, and settle every record of it -- delivered, parked for retry with a
+and for each chunk: send it inside the delivery ledger (Powertools Idempotency, ``logpipe.idempotency``:
+a redelivered batch finds the chunk delivered or parked and skips it), POST it once, and settle
+every record of it -- delivered, parked for retry with a
 not-before time (429 with Retry-After, 5xx and network errors after inline retries, the deadline),
 or dead-lettered (any other 4xx, or a 2xx whose OTLP partial_success reports rejected spans: the
 response never says which, so the whole chunk is dead-lettered with the server's message). Records
@@ -13,6 +14,7 @@ arrive unscrubbed; each generation passes through the PHI boundary before it is 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ import orjson
 
 from logpipe.classify import RecordKind
 from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
-from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError, chunk_key
+from logpipe.idempotency import DEFAULT_LEASE_SECONDS, DeliveryLedger, LedgerBusyError, LedgerError
 from logpipe.langfuse.mapping import Generation, MappingError, to_generation
 from logpipe.langfuse.transport import CredentialsSource, PostOutcome, PostResult
 from logpipe.parking import ParkedItem, ParkReason, item_id_for
@@ -35,6 +37,14 @@ SINK_NAME = "langfuse"
 DEFAULT_MAX_SPANS_PER_REQUEST = 200
 DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _SPAN_OVERHEAD_BYTES = 600  # ids, times, attribute names and protobuf framing of one span
+# What the ledger records for a chunk (or a replayed generation) once it is settled.
+SETTLED_DELIVERED = "delivered"
+SETTLED_PARKED = "parked"  # parked or dead-lettered: the parked items carry the data onward
+
+
+def chunk_key(observation_ids: Sequence[str]) -> str:
+    """The ledger key of one chunk: a digest of its observation ids, in order (a redelivered batch chunks alike)."""
+    return "langfuse:" + hashlib.sha256("\n".join(observation_ids).encode()).hexdigest()[:40]
 
 
 class ChunkPoster(Protocol):
@@ -133,7 +143,7 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
 
 
 class LangfuseSink:
-    """Delivers LLM-call records to Langfuse over OTLP, with a ledger against duplicate sends."""
+    """Delivers LLM-call records to Langfuse over OTLP; Powertools Idempotency keeps a chunk from going twice."""
 
     name = SINK_NAME
     kind = RecordKind.LLM
@@ -146,7 +156,7 @@ class LangfuseSink:
         encoder: ChunkEncoder | None = None,
         max_spans_per_request: int = DEFAULT_MAX_SPANS_PER_REQUEST,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        lease_seconds: float = 900.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         clock: Callable[[], float] = time.time,
         credentials: CredentialsSource | None = None,
     ) -> None:
@@ -230,19 +240,21 @@ class LangfuseSink:
             self._send_chunk(chunk[middle:], context, deliveries, now)
             return
         key = chunk_key([generation.observation_id for generation in chunk])
+        sent: list[PostResult] = []
+
+        def send() -> dict[str, Any]:
+            if time.monotonic() >= context.deadline:
+                # Recorded as parked too, so a redelivered batch leaves these to the replay.
+                counters["deadline_parked_chunks"] += 1
+                sent.append(PostResult(PostOutcome.RETRYABLE, None, 0.0, "deadline reached", attempts=0))
+            else:
+                counters["requests"] += 1
+                sent.append(self.poster.post(body, context.deadline))
+            return {"settled": SETTLED_DELIVERED if sent[0].outcome is PostOutcome.ACCEPTED else SETTLED_PARKED}
+
         try:
-            claim = self.ledger.claim(key)
-        except LedgerError as error:
-            counters["ledger_errors"] += 1
-            detail = f"ledger unavailable: {error}"
-            self._park_all(chunk, context, deliveries, now, retry=True, detail=detail, wait=DEFAULT_RETRY_SECONDS)
-            return
-        if claim in {ClaimResult.ALREADY_DONE, ClaimResult.ALREADY_PARKED}:
-            counters["ledger_duplicates"] += len(chunk)
-            reason = "already delivered (ledger)" if claim is ClaimResult.ALREADY_DONE else "already parked (ledger)"
-            deliveries.extend(Delivery(g.event_id, DeliveryOutcome.SKIPPED, reason) for g in chunk)
-            return
-        if claim is ClaimResult.IN_PROGRESS:
+            once = self.ledger.run(key, send, lease_seconds=self.lease_seconds)
+        except LedgerBusyError:
             # Another invocation is sending this very chunk; replay checks the ledger once its lease is over.
             counters["ledger_in_progress"] += len(chunk)
             self._park_all(
@@ -256,32 +268,31 @@ class LangfuseSink:
                 wait_for=key,
             )
             return
-        if time.monotonic() >= context.deadline:
-            # Marked parked in the ledger too, so a redelivered batch leaves these to the replay.
-            counters["deadline_parked_chunks"] += 1
-            result = PostResult(PostOutcome.RETRYABLE, None, 0.0, "deadline reached", attempts=0)
-        else:
-            counters["requests"] += 1
-            result = self.poster.post(body, context.deadline)
-        self._settle(chunk, key, result, context, deliveries, now)
+        except LedgerError as error:
+            counters["ledger_errors"] += 1
+            detail = f"ledger unavailable: {error}"
+            self._park_all(chunk, context, deliveries, now, retry=True, detail=detail, wait=DEFAULT_RETRY_SECONDS)
+            return
+        if once.duplicate:
+            counters["ledger_duplicates"] += len(chunk)
+            reason = f"already {once.answer.get('settled', SETTLED_DELIVERED)} (ledger)"
+            deliveries.extend(Delivery(g.event_id, DeliveryOutcome.SKIPPED, reason) for g in chunk)
+            return
+        if not once.recorded:
+            # The send itself is settled; only a redelivery after the claim's lease could send it again.
+            counters["ledger_errors"] += 1
+        self._settle(chunk, sent[0], context, deliveries, now)
 
-    def _settle(  # noqa: PLR0913, PLR0917 - one chunk's whole context
+    def _settle(
         self,
         chunk: list[Generation],
-        key: str,
         result: PostResult,
         context: SendContext,
         deliveries: list[Delivery],
         now: float,
     ) -> None:
         counters = self.stats.counters
-        delivered = result.outcome is PostOutcome.ACCEPTED
-        try:
-            self.ledger.finish(key, delivered=delivered)
-        except LedgerError:
-            # The send itself is settled; only a redelivery within the lease could now send it again.
-            counters["ledger_errors"] += 1
-        if delivered:
+        if result.outcome is PostOutcome.ACCEPTED:
             counters["spans_sent"] += len(chunk)
             for generation in chunk:
                 totals = self.stats.by_model.setdefault(generation.model, ModelTotals())

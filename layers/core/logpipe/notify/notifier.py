@@ -28,7 +28,7 @@ from logpipe.delivery import HttpOutcome
 from logpipe.notify.alarm import AlarmMessageError, AlarmNotification, Notification, parse_record, sns_records
 from logpipe.notify.channels import SecretsReader, WebhookConfigError, WebhookUrlSource
 from logpipe.notify.context import LogContext, LogContextReader
-from logpipe.notify.guard import DeliveryGuard, IdempotentDeliveryGuard, MemoryDeliveryGuard
+from logpipe.notify.guard import DeliveryGuard
 from logpipe.notify.queries import AlarmQueries, InsightsQuery, load_alarm_queries
 from logpipe.notify.render import NotificationView, build_view, slack_message, teams_message
 from logpipe.notify.routing import Channel, RoutingRules, load_routing_rules
@@ -330,12 +330,11 @@ def build_notifier(settings: NotifySettings, logger: Any = None) -> Notifier:
         found = _source(secret, url, variable, secrets)
         if found is not None:
             sources[channel] = found
-    guard: DeliveryGuard
     if settings.idempotency_table:
-        guard = IdempotentDeliveryGuard(settings.idempotency_table)
+        guard = DeliveryGuard.for_table(settings.idempotency_table)
     else:
         logger.warning("LOGPIPE_IDEMPOTENCY_TABLE is not set: posts are deduplicated in memory only (local run)")
-        guard = MemoryDeliveryGuard()
+        guard = DeliveryGuard.in_memory()
     reader = (
         LogContextReader(
             timeout_seconds=settings.context_seconds, max_bytes_scanned=settings.context_max_mb * 1024 * 1024
