@@ -56,7 +56,6 @@ _PLATFORM_REQUEST_ID = re.compile(r"RequestId: (?P<rid>[0-9a-f-]+)")
 _REPORT_FIELD = re.compile(r"(?P<key>[A-Z][A-Za-z ]+): (?P<value>[\d.]+) (?P<unit>ms|MB)")
 _KEY_VALUE = re.compile(r'(?<![\w.\-/])(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>"(?:[^"\\]|\\.)*"|[^\s,;"]*)')
 _KEY_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
-_KEY_VALUE_LIST_START = re.compile(r"[A-Za-z_][\w.\-]*=")
 _PLATFORM_PREFIXES = ("START RequestId:", "END RequestId:", "REPORT RequestId:", "INIT_START", "INIT_REPORT")
 _LOGFMT_HINT = re.compile(r"[a-z_]+=")
 _JSON_LEVEL_KEYS = ("level", "levelname", "severity", "log.level", "lvl", "loglevel")
@@ -103,28 +102,6 @@ def _parse_key_values_regex(text: str) -> tuple[dict[str, str], str]:
     return fields, _message_of(words)
 
 
-def _comma_list(text: str) -> dict[str, str] | None:
-    """``k=v, k="v", ...`` as Keycloak writes its events: C-level splits instead of a tokenizer.
-
-    An unquoted value with a space in it is not such a list ("request_id=r1 failed for kim@x.org,
-    user=kim"): the general tokenizer takes it, so a value never runs on over free text.
-    """
-    if _KEY_VALUE_LIST_START.match(text) is None:
-        return None
-    # Escaped quotes were excluded by the caller, so every '"' here is a value delimiter.
-    fields: dict[str, str] = {}
-    for pair in (item.split("=", 1) for item in text.split(", ")):
-        if len(pair) != 2:
-            return None  # an item without "=" (e.g. a quoted value holding ", "): general tokenizer
-        key, value = pair
-        if value[:1] == '"' and value[-1:] == '"' and len(value) > 1:
-            value = value[1:-1]
-        elif " " in value or "\t" in value or '"' in value:
-            return None
-        fields[key] = value
-    return fields
-
-
 def _message_of(words: list[str]) -> str:
     """The words between the pairs; punctuation inside the message ("Unhandled exception, retrying") is kept."""
     if words:
@@ -145,10 +122,6 @@ def parse_key_values(text: str) -> tuple[dict[str, str], str]:
     if '\\"' in text:
         # Escaped quotes need the full grammar; they are rare enough to afford the regex.
         return _parse_key_values_regex(text)
-    if ", " in text:
-        listed = _comma_list(text)
-        if listed is not None:
-            return listed, ""
     # A whitespace split runs in C and is ~3x cheaper than any regex scan of the same line.
     tokens = text.split()
     fields: dict[str, str] = {}

@@ -26,7 +26,6 @@ Choices, each following Sentry's event-payload documentation:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
@@ -44,7 +43,6 @@ from logpipe.records import ERROR_LEVELS, Level, LogFormat, LogRecord, StreamCon
 from logpipe.sentry.stacktrace import MECHANISM_TYPE, lambda_error_trace, parse_trace, truncate
 
 EVENT_ID_NAMESPACE = uuid.UUID("3a46f6ee-6272-58de-ae8a-b0789d5606ba")
-_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 DEFAULT_BREADCRUMBS = 20
 MAX_MESSAGE_CHARS = 8192
 MAX_TAG_CHARS = 200
@@ -181,12 +179,7 @@ _PLACEHOLDERS = {
 
 def sentry_event_id(log_group: str, cloudwatch_event_id: str) -> str:
     """Deterministic Sentry event id (32 lowercase hex) of one CloudWatch log event."""
-    # uuid.uuid5 spelled out (RFC 4122 section 4.3): same value, without building two UUID objects.
-    name = f"{log_group}/{cloudwatch_event_id}".encode()
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return digest.hex()
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{log_group}/{cloudwatch_event_id}").hex
 
 
 @lru_cache(maxsize=4096)
