@@ -30,8 +30,8 @@ def _canonical(name: str) -> str:
 
 def _requirements() -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (ROOT / "layers/core/requirements.txt").read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in (ROOT / "layers/core/requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, separator, version = line.partition("==")

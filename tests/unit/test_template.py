@@ -2288,3 +2288,87 @@ def test_idempotency_table_is_the_one_delivery_ledger(deployed: dict[str, Any]) 
         # Nothing writes DynamoDB by hand any more: every ledger goes through Powertools.
         assert "put_item(" not in text, code
         assert "update_item(" not in text, code
+
+
+# ---------------------------------------------------------------------------
+# No unused resources
+# ---------------------------------------------------------------------------
+# Types that do their job by existing: an alarm notifies, a subscription filter streams, a schedule
+# invokes, a permission or policy grants, a query definition or dashboard is there to be opened.
+ACTING_TYPES = frozenset(
+    {
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::KMS::Alias",
+        "AWS::Lambda::EventInvokeConfig",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::Lambda::Permission",
+        "AWS::Logs::AccountPolicy",
+        "AWS::Logs::QueryDefinition",
+        "AWS::Logs::SubscriptionFilter",
+        "AWS::S3::BucketPolicy",
+        "AWS::SNS::Subscription",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::Scheduler::Schedule",
+        "Custom::ServiceLogGroup",
+    }
+)
+# Referencing a resource from these is not using it: an alarm or a dashboard only watches it, a
+# policy or an alias is attached to it (a queue only its TLS policy and its depth alarm name is unused).
+NOT_A_USE = frozenset(
+    {
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::KMS::Alias",
+        "AWS::S3::BucketPolicy",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SQS::QueuePolicy",
+    }
+)
+
+
+def unused_resources(template: Mapping[str, Any]) -> dict[str, str]:
+    """Resources (name -> type) that nothing uses: no resource of a using type references them.
+
+    Outputs do not count (an output is not a use), nor does a reference from a resource's own
+    DependsOn; a function, a role, a subscription, a mapping, a log group... referencing it does.
+    """
+    resources: Mapping[str, Mapping[str, Any]] = template["Resources"]
+    used: set[str] = set()
+    for name, resource in resources.items():
+        if resource["Type"] in NOT_A_USE:
+            continue
+        used.update(ref for ref in referenced_ids(resource.get("Properties", {})) if ref != name)
+    return {
+        name: resource["Type"]
+        for name, resource in resources.items()
+        if resource["Type"] not in ACTING_TYPES and name not in used
+    }
+
+
+def test_every_resource_is_used(deployed: dict[str, Any]) -> None:
+    assert unused_resources(deployed) == {}
+
+
+def test_an_unused_resource_fails_the_template(deployed: dict[str, Any]) -> None:
+    """What the check catches: a table only an output names, a queue only its policy and alarm name."""
+    broken = copy.deepcopy(deployed)
+    broken["Resources"]["OrphanTable"] = {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "orphan"}}
+    broken["Outputs"]["OrphanTableName"] = {"Value": {"Ref": "OrphanTable"}}
+    broken["Resources"]["OrphanQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
+    broken["Resources"]["OrphanQueueAlarm"] = {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {"Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["OrphanQueue", "QueueName"]}}]},
+    }
+    broken["Resources"]["QueuesRequireTls"]["Properties"]["Queues"].append({"Ref": "OrphanQueue"})
+    # A role no function assumes is unused too, even though it names a resource that is used.
+    broken["Resources"]["OrphanRole"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"Policies": [{"PolicyDocument": {"Statement": [{"Resource": {"Ref": "ParkingQueue"}}]}}]},
+    }
+    assert unused_resources(broken) == {
+        "OrphanTable": "AWS::DynamoDB::Table",
+        "OrphanQueue": "AWS::SQS::Queue",
+        "OrphanRole": "AWS::IAM::Role",
+    }
