@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+if TYPE_CHECKING:
+    import urllib3
+
+# Connecting is quick or it fails: the rest of an attempt's time is for the answer.
+MAX_CONNECT_SECONDS = 3.0
 # How long a parked item waits when the destination did not say (no Retry-After).
 DEFAULT_RETRY_SECONDS = 60.0
 # Rate-limit categories that cover what we send (error events): "" means every category.
@@ -109,6 +114,50 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes, *, det
     if status >= 500 or status == 408:  # server errors and request timeout are transient
         return HttpVerdict(HttpOutcome.RETRYABLE, retry_after_seconds(headers), described)
     return HttpVerdict(HttpOutcome.REJECTED, None, described)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """What the destination answered to one POST."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFailure:
+    """A POST that got no answer; ``reason`` is the exception's type name only (its text may hold the URL)."""
+
+    reason: str
+
+
+def post_once(  # noqa: PLR0913 - one request's whole description
+    pool: urllib3.PoolManager,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    redirect: bool = True,
+) -> HttpAnswer | NetworkFailure:
+    """One POST with a bounded connect and read time, no retries inside urllib3 (``RetryPolicy`` decides)."""
+    import urllib3
+
+    try:
+        response = pool.request(
+            "POST",
+            url,
+            body=body,
+            headers=dict(headers),
+            timeout=urllib3.Timeout(connect=min(timeout, MAX_CONNECT_SECONDS), read=timeout),
+            retries=False,
+            redirect=redirect,
+            preload_content=True,
+        )
+    except urllib3.exceptions.HTTPError as error:
+        return NetworkFailure(type(error).__name__)
+    return HttpAnswer(response.status, response.headers, response.data)
 
 
 class _HasOutcome(Protocol):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from logpipe.delivery import bounded_chunks
+from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -70,10 +70,14 @@ class ParkedItem:
         log_group: str,
         log_stream: str,
         now: float,
-        wait_seconds: float,
+        wait_seconds: float | None,
         attributes: dict[str, str],
     ) -> ParkedItem:
-        """What a sink could not deliver: for the retry queue after ``wait_seconds``, or else for the DLQ."""
+        """What a sink could not deliver: for the retry queue after ``wait_seconds``, or else for the DLQ.
+
+        ``wait_seconds`` is what the destination asked for (Retry-After); None waits the default.
+        """
+        wait = DEFAULT_RETRY_SECONDS if wait_seconds is None else wait_seconds
         return cls(
             reason=ParkReason.SINK_RETRY if retry else ParkReason.SINK_REJECTED,
             detail=detail,
@@ -82,7 +86,7 @@ class ParkedItem:
             log_group=log_group,
             log_stream=log_stream,
             source=sink,
-            not_before=now + wait_seconds if retry else None,
+            not_before=now + wait if retry else None,
             attributes=attributes,
             dead_letter=not retry,
         )

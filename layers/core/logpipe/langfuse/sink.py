@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.classify import RecordKind
-from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
+from logpipe.delivery import bounded_chunks
 from logpipe.idempotency import DEFAULT_LEASE_SECONDS, DeliveryLedger, LedgerBusyError, LedgerError
 from logpipe.langfuse.mapping import Generation, MappingError, to_generation
 from logpipe.langfuse.transport import CredentialsSource, PostOutcome, PostResult
@@ -116,7 +116,7 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     retry: bool,
     detail: str,
     now: float,
-    wait_seconds: float,
+    wait_seconds: float | None,
     wait_for: str | None = None,
 ) -> ParkedItem:
     """One generation that was not delivered, ready for the retry queue or the DLQ."""
@@ -271,7 +271,7 @@ class LangfuseSink:
         except LedgerError as error:
             counters["ledger_errors"] += 1
             detail = f"ledger unavailable: {error}"
-            self._park_all(chunk, context, deliveries, now, retry=True, detail=detail, wait=DEFAULT_RETRY_SECONDS)
+            self._park_all(chunk, context, deliveries, now, retry=True, detail=detail, wait=None)
             return
         if once.duplicate:
             counters["ledger_duplicates"] += len(chunk)
@@ -304,7 +304,6 @@ class LangfuseSink:
             return
         counters[f"requests_{result.outcome.value}"] += 1
         retry = result.outcome.should_retry
-        wait = result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
         detail = f"{result.outcome.value}: {result.reason}"
         if result.rejected_spans:
             # OTLP's partial_success counts rejected spans but never names them, and forbids a retry:
@@ -312,7 +311,7 @@ class LangfuseSink:
             counters["partial_success_chunks"] += 1
             counters["spans_rejected"] += result.rejected_spans
             detail += f" (of {len(chunk)} sent; which ones is not reported, so all {len(chunk)} are dead-lettered)"
-        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait)
+        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=result.retry_after)
 
     def _park_all(  # noqa: PLR0913 - one chunk's whole context
         self,
@@ -323,7 +322,7 @@ class LangfuseSink:
         *,
         retry: bool,
         detail: str,
-        wait: float,
+        wait: float | None,
         wait_for: str | None = None,
     ) -> None:
         outcome = DeliveryOutcome.PARKED if retry else DeliveryOutcome.DEAD_LETTERED

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from logpipe.delivery import HttpOutcome, RetryPolicy, classify_status, header
+from logpipe.delivery import HttpOutcome, NetworkFailure, RetryPolicy, classify_status, header, post_once
 from logpipe.secret_store import JsonSecret, SecretNotConfiguredError, SecretState, SecretUnavailableError
 
 if TYPE_CHECKING:
@@ -233,21 +233,10 @@ class OtlpTransport:
         )
 
     def _post_once(self, credentials: LangfuseCredentials, body: bytes, timeout: float) -> PostResult:
-        import urllib3
-
-        try:
-            response = self._http().request(
-                "POST",
-                credentials.endpoint,
-                body=body,
-                headers=credentials.headers(),
-                timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
-                retries=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            return PostResult(PostOutcome.NETWORK_ERROR, None, None, type(error).__name__)
-        return classify_response(response.status, response.headers, response.data)
+        answer = post_once(self._http(), credentials.endpoint, body, credentials.headers(), timeout)
+        if isinstance(answer, NetworkFailure):
+            return PostResult(PostOutcome.NETWORK_ERROR, None, None, answer.reason)
+        return classify_response(answer.status, answer.headers, answer.body)
 
     def close(self) -> None:
         """Release the connection pool."""

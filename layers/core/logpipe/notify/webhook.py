@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logpipe.delivery import HttpOutcome, classify_status
+from logpipe.delivery import HttpOutcome, NetworkFailure, classify_status, post_once
 
 if TYPE_CHECKING:
     import urllib3
@@ -58,25 +58,15 @@ class WebhookPoster:
 
     def post(self, url: str, message: Mapping[str, Any], timeout_seconds: float | None = None) -> WebhookResult:
         """Send ``message`` once; never raises for HTTP or network trouble."""
-        import urllib3
-
         timeout = max(
             0.5, self.timeout_seconds if timeout_seconds is None else min(timeout_seconds, self.timeout_seconds)
         )
-        try:
-            response = self._http().request(
-                "POST",
-                url,
-                body=orjson.dumps(message),
-                headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT},
-                timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
-                retries=False,
-                redirect=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            return WebhookResult(HttpOutcome.NETWORK_ERROR, None, type(error).__name__)
-        return classify_webhook_response(response.status, response.data, response.headers)
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT}
+        # No redirects: a webhook URL is a credential, and it must not lead the message anywhere else.
+        answer = post_once(self._http(), url, orjson.dumps(message), headers, timeout, redirect=False)
+        if isinstance(answer, NetworkFailure):
+            return WebhookResult(HttpOutcome.NETWORK_ERROR, None, answer.reason)
+        return classify_webhook_response(answer.status, answer.body, answer.headers)
 
     def close(self) -> None:
         """Release the connection pool."""

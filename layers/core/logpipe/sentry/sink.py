@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.classify import RecordKind
-from logpipe.delivery import DEFAULT_RETRY_SECONDS
 from logpipe.parking import ParkedItem
 from logpipe.records import LogRecord
 from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
@@ -59,7 +58,7 @@ def parked_event(event: dict[str, Any], service: str, result: SendResult, now: f
         log_group=str(contexts.get("log_group", "")),
         log_stream=str(contexts.get("log_stream", "")),
         now=now,
-        wait_seconds=result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS,
+        wait_seconds=result.retry_after,
         attributes={"sink": SINK_NAME, "service": service},
     )
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from logpipe.delivery import HttpOutcome, RetryPolicy, classify_status
+from logpipe.delivery import HttpOutcome, NetworkFailure, RetryPolicy, classify_status, post_once
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -70,29 +70,19 @@ def _make_transport_class() -> type[Any]:
                 self.results[event_id] = result
 
         def _post(self, event_id: str, body: bytes) -> SendResult:
-            import urllib3
-
             dsn = self.parsed_dsn
             if dsn is None:
                 return SendResult(event_id, SendOutcome.REJECTED, None, None, "no DSN")
             auth = dsn.to_auth(_USER_AGENT)
-            try:
-                response = self._pool.request(
-                    "POST",
-                    auth.get_api_url(),
-                    body=body,
-                    headers={
-                        "Content-Type": "application/x-sentry-envelope",
-                        "X-Sentry-Auth": auth.to_header(),
-                        "User-Agent": _USER_AGENT,
-                    },
-                    timeout=urllib3.Timeout(connect=min(self._timeout, 3.0), read=self._timeout),
-                    retries=False,
-                    preload_content=True,
-                )
-            except urllib3.exceptions.HTTPError as error:
-                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, type(error).__name__)
-            return classify_response(event_id, response.status, response.headers, response.data)
+            headers = {
+                "Content-Type": "application/x-sentry-envelope",
+                "X-Sentry-Auth": auth.to_header(),
+                "User-Agent": _USER_AGENT,
+            }
+            answer = post_once(self._pool, auth.get_api_url(), body, headers, self._timeout)
+            if isinstance(answer, NetworkFailure):
+                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, answer.reason)
+            return classify_response(event_id, answer.status, answer.headers, answer.body)
 
         def flush(self, timeout: float, callback: Any = None) -> None:  # SDK signature
             """Nothing is queued: every envelope was sent inline."""
