@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -82,6 +81,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: Callable[[], float] = t
         return max(float(value), 0.0)
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # ~12 ms to import: only for the rare HTTP-date form
+
     try:
         return max(parsedate_to_datetime(value).timestamp() - now(), 0.0)
     except (TypeError, ValueError):
