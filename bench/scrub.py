@@ -17,7 +17,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from logpipe.scrub import Scrubber, load_scrub_rules
+from logpipe.scrub import Scrubber
+from logpipe.scrub_rules import load_scrub_config
 
 SERVICES = ("pacs-store", "pacs-query", "dicomweb-gw", "worklist", "router", "viewer-api")
 MESSAGES = (
@@ -228,8 +229,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Clean-line cost is about the sum of each rule's triggers and
         # prefilter plus one lower() and the call; a scrubber holding a single
         # rule shows what that rule adds (the shared part is in "no rules").
+        config = load_scrub_config()
         single = {"no rules": Scrubber([])}
-        single.update({rule.name: Scrubber([rule]) for rule in load_scrub_rules()})
+        single.update({rule.name: Scrubber([rule], transforms=config.transforms) for rule in config.text_rules})
         print("\nclean lines, scrubber with one rule only (us/line)")
         for name, one in single.items():
             t = best_of(args.repeat, one.scrub, clean) / len(clean) * 1e6

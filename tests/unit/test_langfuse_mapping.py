@@ -151,3 +151,22 @@ def test_parking_round_trip() -> None:
 def test_bad_records_raise_a_clear_error(fields: dict[str, object], problem: str) -> None:
     with pytest.raises(MappingError, match=problem):
         one(json.dumps(fields))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "m", "prompt_tokens": "kim@hospital.kr"},
+        {"model": "m", "prompt": "p", "total_cost": "PID-0042"},
+        {"model": "m", "prompt": "p", "start_time": "HONG^GILDONG"},
+        {"model": "m", "prompt": "p", "latency_ms": "010-1234-5678"},
+    ],
+)
+def test_mapping_errors_say_what_a_value_is_never_what_it_says(fields: dict[str, object]) -> None:
+    # The message becomes the parked item's detail and a log line; a value cut to fit there would
+    # also be cut past what the PHI rules recognise.
+    with pytest.raises(MappingError) as info:
+        one(json.dumps(fields))
+    value = next(v for k, v in fields.items() if k not in {"model", "prompt"})
+    assert str(value) not in str(info.value)
+    assert "a string of" in str(info.value)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
+from logpipe.records import LogFormat
 from logpipe.scrub import IpAddressPolicy
 from logpipe.scrub_rules import (
     FhirRules,
@@ -83,6 +84,16 @@ SAFE_TAG_KEYS: Final = frozenset(
     {"service", "environment", "request_id", "log_group", "log_stream", "region", "account", "logpipe.format"}
 )
 _SAFE_TAG_VALUE: Final = re.compile(r"[A-Za-z0-9/][A-Za-z0-9._:/#$\[\]+=-]{0,199}")
+# Formats whose raw text is the JSON document the fields were read from.
+_STRUCTURED_FORMATS: Final = frozenset(
+    {
+        LogFormat.JSON,
+        LogFormat.POWERTOOLS,
+        LogFormat.KEYCLOAK_JSON,
+        LogFormat.LAMBDA_ERROR_JSON,
+        LogFormat.LAMBDA_PLATFORM,
+    }
+)
 # Event fields the pipeline derives itself (ids, times, enums): nothing from the log reaches them.
 _SENTRY_KEPT: Final = frozenset({"event_id", "timestamp", "level", "platform", "sdk"})
 _GENERATION_TEXT_FIELDS: Final = ("name", "model", "trace_seed", "user_id", "session_id", "release", "status_message")
@@ -284,15 +295,17 @@ class Boundary:
         text; done on unscrubbed text, that can cut a value in half ("kim@hospit...") or strip the
         context a rule needs ("Patient <str> (ID P-1)") before the event's own walk sees it. So the
         Sentry sink builds its event from this, and then passes the event through
-        :meth:`sentry_event` as well.
+        :meth:`sentry_event` as well. The raw text of a JSON record that has a message is replaced by
+        that (scrubbed) message rather than walked: it holds the fields again.
         """
         if not self.enabled:
             return record
-        parts = {
-            name: value
-            for name in ("message", "raw", "exception", "request_id", "logger")
-            if (value := getattr(record, name)) is not None
-        }
+        names: tuple[str, ...] = ("message", "exception", "request_id", "logger")
+        if not (record.message and record.format in _STRUCTURED_FORMATS):
+            # A JSON line's raw text is its fields again (walked below); a text line's raw text is
+            # what a multi-word rule can read whole, so its finds reach the parsed parts.
+            names += ("raw",)
+        parts = {name: value for name in names if (value := getattr(record, name)) is not None}
         # One unit: fields and text parts share what was masked (a value masked under its key, or by a
         # multi-word rule on the raw line, is masked in the message the parser derived from it too).
         walked = self._walk({**parts, "fields": record.fields}, None, 0, _Walk(self.budget_seconds))
@@ -306,6 +319,10 @@ class Boundary:
             new = walked.get(name)
             if new is not value:
                 changes[name] = new if isinstance(new, str) else FAILED_MARKER
+        if "raw" not in parts:
+            # Not walked: what leaves in its place is the scrubbed message (payloads read raw only
+            # when there is no message).
+            changes["raw"] = changes.get("message", record.message)
         fields = walked.get("fields")
         if fields is not record.fields:
             changes["fields"] = fields if isinstance(fields, Mapping) else {"fields": FAILED_MARKER}

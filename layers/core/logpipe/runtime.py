@@ -23,17 +23,25 @@ PIPELINE_SERVICE = "logpipe-ingest"
 REPLAY_SERVICE = "logpipe-replay"
 
 
-def build_logger(service: str = PIPELINE_SERVICE) -> Any:
-    """The pipeline's own structured logger (Powertools Logger, JSON to stdout) at ``POWERTOOLS_LOG_LEVEL``."""
+def build_logger(service: str = PIPELINE_SERVICE, boundary: Boundary | None = None) -> Any:
+    """The pipeline's own structured logger (Powertools Logger, JSON to stdout) at ``POWERTOOLS_LOG_LEVEL``.
+
+    Every line passes the PHI boundary (``boundary``, or the bundled rules) before it is written.
+    """
     from aws_lambda_powertools import Logger
 
+    from logpipe.boundary import BoundaryLogFilter
+
     logger = Logger(service=service)
+    underlying = logging.getLogger(logger.name)
+    # Loggers of one service share the standard logger underneath: one filter is enough.
+    if not any(isinstance(existing, BoundaryLogFilter) for existing in underlying.filters):
+        underlying.addFilter((boundary or Boundary.default()).log_filter())
     # Inside Powertools, Lambda's level (ApplicationLogLevel, as AWS_LAMBDA_LOG_LEVEL) wins over
     # POWERTOOLS_LOG_LEVEL. The template keeps Lambda's at INFO (DEBUG for LogLevel=DEBUG): Lambda
     # reads a JSON line without a level -- every EMF document -- as INFO and would drop all metrics
     # at WARN or ERROR. So a quieter POWERTOOLS_LOG_LEVEL is applied here, to the logger itself.
     wanted = logging.getLevelNamesMapping().get(os.environ.get("POWERTOOLS_LOG_LEVEL", "").strip().upper())
-    underlying = logging.getLogger(logger.name)
     if wanted is not None and wanted > underlying.getEffectiveLevel():
         underlying.setLevel(wanted)
     return logger
@@ -111,9 +119,8 @@ def build_boundary(settings: Settings) -> Boundary:
 def build_ingest_pipeline(settings: Settings) -> IngestPipeline:
     """Settings -> rules, boundary, parking, sinks, health -> pipeline."""
     boundary = build_boundary(settings)
-    logger = build_logger()
     # Before anything logs: the pipeline's own lines pass the boundary too.
-    logger.addFilter(boundary.log_filter())
+    logger = build_logger(boundary=boundary)
     return IngestPipeline(
         settings,
         rules=load_metric_rules(settings.metric_rules_path),

@@ -559,6 +559,8 @@ class Scrubber:
 
     __slots__ = (
         "_always_bits",
+        "_ascii_trigger_bits",
+        "_ascii_triggers",
         "_bits_of",
         "_handlers",
         "_names",
@@ -619,6 +621,8 @@ class Scrubber:
         trigger_bits = _merge_superstrings(trigger_bits)
         self._triggers = tuple(trigger_bits)
         self._trigger_bits = tuple(trigger_bits.values())
+        self._ascii_triggers = tuple(t for t in trigger_bits if t.isascii())
+        self._ascii_trigger_bits = tuple(b for t, b in trigger_bits.items() if t.isascii())
         self._bits_of = trigger_bits
         alternation = "|".join(re.escape(t) for t in sorted(trigger_bits, key=len, reverse=True))
         self._trigger_search: Callable[[str], list[str]] = (
@@ -659,10 +663,19 @@ class Scrubber:
                 mask |= functools.reduce(operator.or_, (bits_of[trigger] for trigger in found), 0)
         else:
             # list(map(...)) runs every substring search in C without a Python loop; on clean
-            # lines all of them have to run anyway.
-            hits = list(map(text.lower().__contains__, self._triggers))
+            # lines all of them have to run anyway. An ASCII text (a flag CPython keeps, no scan)
+            # cannot contain the Korean triggers, so they are left out for it.
+            triggers, trigger_bits = (
+                (self._ascii_triggers, self._ascii_trigger_bits)
+                if text.isascii()
+                else (
+                    self._triggers,
+                    self._trigger_bits,
+                )
+            )
+            hits = list(map(text.lower().__contains__, triggers))
             if True in hits:
-                mask |= functools.reduce(operator.or_, itertools.compress(self._trigger_bits, hits), 0)
+                mask |= functools.reduce(operator.or_, itertools.compress(trigger_bits, hits), 0)
         for search, bits in self._prefilters:
             if bits & ~mask and search(text) is not None:
                 mask |= bits

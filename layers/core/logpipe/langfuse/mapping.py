@@ -157,6 +157,13 @@ def _text(fields: Mapping[str, Any], keys: tuple[str, ...], *, required: bool = 
     raise MappingError(msg)
 
 
+def _described(value: object) -> str:
+    # Mapping errors end up in parked items and logs: say what a value is, never what it says.
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return f"a {type(value).__name__}"
+
+
 def _count(name: str, value: object) -> int:
     if isinstance(value, bool):
         msg = f"{name}: expected a non-negative integer, got a boolean"
@@ -168,7 +175,7 @@ def _count(name: str, value: object) -> int:
     elif isinstance(value, str) and value.strip().isdigit():
         number = int(value.strip())
     else:
-        msg = f"{name}: expected a non-negative integer, got {value!r}"[:200]
+        msg = f"{name}: expected a non-negative integer, got {_described(value)}"
         raise MappingError(msg)
     if number < 0:
         msg = f"{name}: negative token count {number}"
@@ -183,10 +190,10 @@ def _amount(name: str, value: object) -> float:
     try:
         number = float(value)
     except ValueError:
-        msg = f"{name}: expected a number, got {value!r}"[:200]
+        msg = f"{name}: expected a number, got {_described(value)}"
         raise MappingError(msg) from None
     if not math.isfinite(number) or number < 0:
-        msg = f"{name}: not a valid cost {value!r}"
+        msg = f"{name}: not a valid cost ({'negative' if number < 0 else 'not finite'})"
         raise MappingError(msg)
     return number
 
@@ -246,7 +253,7 @@ def _epoch_ns(name: str, value: object) -> int:
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            msg = f"{name}: not an ISO-8601 timestamp: {value!r}"[:200]
+            msg = f"{name}: not an ISO-8601 timestamp ({_described(value)})"
             raise MappingError(msg) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)  # application logs without an offset are UTC here
@@ -285,13 +292,13 @@ def _environment(record: LogRecord, fields: Mapping[str, Any], metadata: Mapping
 def _level(record: LogRecord, fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
     error = fields.get("error")
     if error is not None:
-        return "ERROR", str(error)[:1000]
+        return "ERROR", str(error)
     if fields.get("error.type") is not None:
-        return "ERROR", str(fields["error.type"])[:1000]
+        return "ERROR", str(fields["error.type"])
     if record.level is Level.WARNING:
         return "WARNING", None
     if record.level in {Level.ERROR, Level.CRITICAL}:
-        return "ERROR", record.message[:1000] or None
+        return "ERROR", record.message or None
     return None, None
 
 

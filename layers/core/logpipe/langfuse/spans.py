@@ -44,6 +44,7 @@ TRACE_USER_ID = "user.id"
 TRACE_SESSION_ID = "session.id"
 ENVIRONMENT = "langfuse.environment"
 RELEASE = "langfuse.release"
+MAX_STATUS_MESSAGE_CHARS = 1000
 
 
 def _json(value: object) -> str:
@@ -77,7 +78,9 @@ def generation_attributes(generation: Generation) -> dict[str, str]:
     if generation.level is not None:
         attributes[OBSERVATION_LEVEL] = generation.level
     if generation.status_message is not None:
-        attributes[OBSERVATION_STATUS_MESSAGE] = generation.status_message
+        # Cut here, after the PHI boundary scrubbed the whole message: a cut before it could leave
+        # half a value the rules no longer recognise.
+        attributes[OBSERVATION_STATUS_MESSAGE] = generation.status_message[:MAX_STATUS_MESSAGE_CHARS]
     if generation.user_id is not None:
         attributes[TRACE_USER_ID] = generation.user_id
     if generation.session_id is not None:
@@ -155,7 +158,8 @@ class SpanBuilder:
                     start_time=generation.start_ns,
                 )
                 if generation.level == "ERROR":
-                    span.set_status(Status(StatusCode.ERROR, generation.status_message))
+                    message = generation.status_message
+                    span.set_status(Status(StatusCode.ERROR, message and message[:MAX_STATUS_MESSAGE_CHARS]))
                 span.end(end_time=generation.end_ns)
             spans, self._collector.spans = self._collector.spans, []
         return spans
