@@ -212,6 +212,12 @@ CORPUS: tuple[PhiSample, ...] = (
         ("DOE^JOHN", "PID-0042", "PID-0043", "ROE^JANE"),
     ),
     PhiSample(
+        "labelled-ids-without-separator",
+        "C-FIND: Accession ACN-778899 matched 3 series; MRN 445566 merged into Patient ID P-9911",
+        ("ACN-778899", "445566", "P-9911"),
+        ("C-FIND", "3 series"),
+    ),
+    PhiSample(
         "key-value-other-ids-and-accession",
         "C-FIND rsp AccessionNumber=ACC-445 OtherPatientIDs=OLD-1\\OLD-2 ReferringPhysicianName=KIM^MINSU "
         "status=0xFF00 elapsed=120ms",
