@@ -94,7 +94,8 @@ def test_invoke_control_message_is_skipped(stack: LocalStack) -> None:
     event = json.loads((EVENTS / "cwl-control-message.json").read_text())
     result = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True).result
     assert result["control_messages"] == 1
-    assert result["events_in"] == 0
+    assert result["events_in"] == result["accounting"]["control_events"] == 1
+    assert result["records"] == {"error": 0, "llm": 0, "other": 0}
 
 
 @pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("malformed-*.json")))

@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
+
+from logpipe.deadline import INVOCATION, Deadline, aws_config, call_within
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -114,7 +117,7 @@ class MemoryLedger:
 class DynamoDbLedger:
     """The ledger on a DynamoDB table with partition key ``pk`` (string) and TTL on ``expires_at``."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - explicit knobs, all with defaults
         self,
         table_name: str,
         client: DynamoDBClient | None = None,
@@ -122,19 +125,21 @@ class DynamoDbLedger:
         clock: Callable[[], float] = time.time,
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        deadline: Deadline | None = None,
     ) -> None:
-        """Remember the table; the client is created on first use."""
+        """Remember the table; the client is created on first use, and every call ends by ``deadline``."""
         self.table_name = table_name
         self._client = client
         self._clock = clock
         self._lease = lease_seconds
         self._ttl = ttl_seconds
+        self._deadline = deadline or INVOCATION
 
     def _dynamodb(self) -> DynamoDBClient:
         if self._client is None:
             import boto3  # Langfuse path only
 
-            self._client = boto3.client("dynamodb")
+            self._client = boto3.client("dynamodb", config=aws_config())
         return self._client
 
     def claim(self, key: str) -> ClaimResult:
@@ -142,17 +147,21 @@ class DynamoDbLedger:
         now = int(self._clock())
         client = self._dynamodb()
         try:
-            client.put_item(
-                TableName=self.table_name,
-                Item={
-                    "pk": {"S": key},
-                    "status": {"S": "in_progress"},
-                    "lease_until": {"N": str(now + self._lease)},
-                    "expires_at": {"N": str(now + self._ttl)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR (#s = :progress AND lease_until < :now)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":progress": {"S": "in_progress"}, ":now": {"N": str(now)}},
+            call_within(
+                partial(
+                    client.put_item,
+                    TableName=self.table_name,
+                    Item={
+                        "pk": {"S": key},
+                        "status": {"S": "in_progress"},
+                        "lease_until": {"N": str(now + self._lease)},
+                        "expires_at": {"N": str(now + self._ttl)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR (#s = :progress AND lease_until < :now)",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":progress": {"S": "in_progress"}, ":now": {"N": str(now)}},
+                ),
+                deadline=self._deadline,
             )
         except client.exceptions.ConditionalCheckFailedException:
             state = self.peek(key)
@@ -166,7 +175,11 @@ class DynamoDbLedger:
     def peek(self, key: str) -> ClaimResult:
         """The key's state without claiming it: CLAIMED means absent or a claim whose lease ran out."""
         try:
-            item = self._dynamodb().get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
+            client = self._dynamodb()
+            item = call_within(
+                partial(client.get_item, TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True),
+                deadline=self._deadline,
+            )
         except Exception as error:  # see claim()
             msg = f"ledger {self.table_name}: read failed: {type(error).__name__}"
             raise LedgerError(msg) from error
@@ -185,14 +198,19 @@ class DynamoDbLedger:
         """Record ``done`` or ``parked``; raise ``LedgerError`` when the write fails."""
         now = int(self._clock())
         try:
-            self._dynamodb().put_item(
-                TableName=self.table_name,
-                Item={
-                    "pk": {"S": key},
-                    "status": {"S": "done" if delivered else "parked"},
-                    "finished_at": {"N": str(now)},
-                    "expires_at": {"N": str(now + self._ttl)},
-                },
+            client = self._dynamodb()
+            call_within(
+                partial(
+                    client.put_item,
+                    TableName=self.table_name,
+                    Item={
+                        "pk": {"S": key},
+                        "status": {"S": "done" if delivered else "parked"},
+                        "finished_at": {"N": str(now)},
+                        "expires_at": {"N": str(now + self._ttl)},
+                    },
+                ),
+                deadline=self._deadline,
             )
         except Exception as error:  # see claim()
             msg = f"ledger {self.table_name}: finish failed: {type(error).__name__}"
@@ -201,12 +219,17 @@ class DynamoDbLedger:
     def release(self, key: str) -> None:
         """Delete the claim, only while it is still ``in_progress`` (never a finished key)."""
         try:
-            self._dynamodb().delete_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": key}},
-                ConditionExpression="#s = :progress",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":progress": {"S": "in_progress"}},
+            client = self._dynamodb()
+            call_within(
+                partial(
+                    client.delete_item,
+                    TableName=self.table_name,
+                    Key={"pk": {"S": key}},
+                    ConditionExpression="#s = :progress",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":progress": {"S": "in_progress"}},
+                ),
+                deadline=self._deadline,
             )
         except self._dynamodb().exceptions.ConditionalCheckFailedException:
             return

@@ -276,11 +276,12 @@ class LangfuseSink:
     ) -> None:
         counters = self.stats.counters
         delivered = result.outcome is PostOutcome.ACCEPTED
-        try:
-            self.ledger.finish(key, delivered=delivered)
-        except LedgerError:
-            # The send itself is settled; only a redelivery within the lease could now send it again.
-            counters["ledger_errors"] += 1
+        if delivered:
+            self._finish(key, delivered=True)
+        else:
+            # "parked" only once the queue has the items: if parking fails, the invocation fails and
+            # its retry must be able to claim (and send) this chunk again.
+            context.after_parking.append(lambda parked: self._after_parking(key, parked=parked))
         if delivered:
             counters["spans_sent"] += len(chunk)
             for generation in chunk:
@@ -302,6 +303,23 @@ class LangfuseSink:
             counters["spans_rejected"] += result.rejected_spans
             detail += f" (of {len(chunk)} sent; which ones is not reported, so all {len(chunk)} are dead-lettered)"
         self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait)
+
+    def _finish(self, key: str, *, delivered: bool) -> None:
+        try:
+            self.ledger.finish(key, delivered=delivered)
+        except LedgerError:
+            # The send itself is settled; only a redelivery within the lease could now send it again.
+            self.stats.counters["ledger_errors"] += 1
+
+    def _after_parking(self, key: str, *, parked: bool) -> None:
+        if parked:
+            self._finish(key, delivered=False)
+            return
+        try:
+            self.ledger.release(key)
+        except LedgerError:
+            # The claim's lease runs out instead: the retry parks the chunk for the replay to check.
+            self.stats.counters["ledger_errors"] += 1
 
     def _park_all(  # noqa: PLR0913 - one chunk's whole context
         self,
