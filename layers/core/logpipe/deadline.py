@@ -33,6 +33,9 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 5.0
 # The handler returns (or raises) at least this long before Lambda's own deadline.
 RETURN_MARGIN_SECONDS = 1.0
+# Calls end this much earlier still: what follows the last call (EMF, the health metrics, the log
+# lines of a failure) takes milliseconds, and must fit before that margin too.
+WRAP_UP_SECONDS = 0.5
 # Without a Lambda context (local runs, tests) an invocation gets this long.
 DEFAULT_INVOCATION_SECONDS = 60.0
 # Another attempt is only worth starting with at least this much time left.
@@ -76,7 +79,7 @@ class Deadline:
 
     def start(self, remaining_seconds: float) -> float:
         """A new invocation with ``remaining_seconds`` until Lambda stops it; return the time calls must end by."""
-        self.end = self._clock() + max(remaining_seconds - RETURN_MARGIN_SECONDS, 0.0)
+        self.end = self._clock() + max(remaining_seconds - RETURN_MARGIN_SECONDS - WRAP_UP_SECONDS, 0.0)
         return self.end
 
     def clear(self) -> None:
@@ -105,12 +108,22 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def aws_config(*, connect: float = CONNECT_TIMEOUT_SECONDS, read: float = READ_TIMEOUT_SECONDS) -> Config:
-    """Settings of botocore for the pipeline's clients: bounded timeouts, no retries of botocore's own."""
+def aws_config(
+    *, connect: float = CONNECT_TIMEOUT_SECONDS, read: float = READ_TIMEOUT_SECONDS, attempts: int = 1
+) -> Config:
+    """Settings of botocore for the pipeline's clients: bounded timeouts, and by default no retries of its own.
+
+    On the ingest path retries are ours (``call_within``), bounded by the time left instead of a
+    fixed count; a client outside an invocation's deadline (the replay) may let botocore retry.
+    """
     from botocore.config import Config
 
-    # Retries are ours (call_within), bounded by the time left instead of a fixed count.
-    return Config(connect_timeout=connect, read_timeout=read, retries={"total_max_attempts": 1}, tcp_keepalive=True)
+    return Config(
+        connect_timeout=connect,
+        read_timeout=read,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+        tcp_keepalive=True,
+    )
 
 
 def is_transient(error: BaseException) -> bool:
@@ -162,3 +175,22 @@ def call_within[T](
             if limit.remaining() - pause < MIN_ATTEMPT_SECONDS:
                 raise
             time.sleep(pause)
+
+
+def run_until[T](call: Callable[[], T], deadline: float) -> T:
+    """Run ``call`` in a worker thread and wait for it until ``deadline`` (a ``time.monotonic()`` value).
+
+    For HTTP calls whose socket timeouts bound each read but not the whole answer: a server that
+    trickles its response byte by byte cannot hold the caller past the deadline.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        msg = "no time left"
+        raise DeadlineExceededError(msg)
+    future = _executor().submit(call)
+    try:
+        return future.result(timeout=remaining)
+    except FutureTimeoutError:
+        future.cancel()
+        msg = f"no answer within {remaining:.1f}s"
+        raise DeadlineExceededError(msg) from None

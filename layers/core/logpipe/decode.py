@@ -214,18 +214,29 @@ def inflate_members(compressed: bytes, limit: int = MAX_INFLATED_BYTES) -> tuple
             # One byte more than the room left tells "exactly at the cap" from "past it".
             out = inflater.decompress(rest, limit - total + 1)
         except _INFLATE_ERRORS as error:
-            raise GzipError(MalformedKind.TRUNCATED_GZIP, str(error), _salvage(members, rest, limit - total)) from error
+            salvage = _salvage(members, rest, min(limit - total, PARKED_PREFIX_BYTES))
+            raise GzipError(MalformedKind.TRUNCATED_GZIP, str(error), salvage) from error
         total += len(out)
         if total > limit:
-            prefix = b"".join([*members, out])[:limit]
+            prefix = _prefix([*members, out], min(limit, PARKED_PREFIX_BYTES))
             raise GzipError(MalformedKind.TOO_LARGE, f"inflates to more than {limit} bytes", prefix)
         if not inflater.eof:
-            raise GzipError(
-                MalformedKind.TRUNCATED_GZIP, "incomplete or truncated gzip stream", b"".join([*members, out])
-            )
+            prefix = _prefix([*members, out], PARKED_PREFIX_BYTES)
+            raise GzipError(MalformedKind.TRUNCATED_GZIP, "incomplete or truncated gzip stream", prefix)
         members.append(out)
         rest = inflater.unused_data
     return members, b""
+
+
+def _prefix(pieces: list[bytes], size: int) -> bytes:
+    """The first ``size`` bytes of the pieces joined, without joining more than that."""
+    out: list[bytes] = []
+    for piece in pieces:
+        out.append(piece[:size] if len(piece) > size else piece)
+        size -= len(out[-1])
+        if size <= 0:
+            break
+    return b"".join(out)
 
 
 def _salvage(members: list[bytes], damaged: bytes, room: int) -> bytes:
@@ -242,7 +253,7 @@ def _salvage(members: list[bytes], damaged: bytes, room: int) -> bytes:
         room -= len(piece)
         if room <= 0 or inflater.eof:
             break
-    return b"".join(pieces)
+    return _prefix(pieces, PARKED_PREFIX_BYTES)
 
 
 def _text_of(raw: bytes) -> str:

@@ -9,6 +9,21 @@ from typing import Any, Protocol
 
 # How long a parked item waits when the destination did not say (no Retry-After).
 DEFAULT_RETRY_SECONDS = 60.0
+# A gateway timeout: the request reached the server, which may have stored it before the gateway gave up.
+UNCERTAIN_STATUSES = frozenset({504})
+
+
+def request_may_have_arrived(error: BaseException) -> bool:
+    """Whether a request that failed with ``error`` may nevertheless have been received and stored.
+
+    A connection that was never made (refused, unresolvable, connect timeout, TLS handshake) sent
+    nothing. A read timeout, a connection dropped mid-response or a truncated body (a cut 200) came
+    after the request was written: the server may have it, so the outcome is uncertain.
+    """
+    import urllib3
+
+    exceptions = urllib3.exceptions
+    return not isinstance(error, exceptions.ConnectTimeoutError | exceptions.SSLError | exceptions.LocationParseError)
 
 
 class HttpOutcome(StrEnum):

@@ -248,7 +248,7 @@ class IngestPipeline:
             by_kind,
             counters,
             all_records or [],
-            calls_end + deadlines.RETURN_MARGIN_SECONDS - SEND_SAFETY_MARGIN_SECONDS,
+            calls_end + deadlines.RETURN_MARGIN_SECONDS + deadlines.WRAP_UP_SECONDS - SEND_SAFETY_MARGIN_SECONDS,
             after_parking,
         )
         self._flush_parking(parking, counters, after_parking)

@@ -32,6 +32,9 @@ from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableErro
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
 SINK_NAME = "langfuse"
+# An uncertain send (it may be stored already) waits this long before the replay looks it up: Langfuse
+# stores what its OTLP endpoint accepted asynchronously, through a queue and a worker.
+UNCERTAIN_RECHECK_SECONDS = 300.0
 DEFAULT_MAX_SPANS_PER_REQUEST = 200
 DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _SPAN_OVERHEAD_BYTES = 600  # ids, times, attribute names and protobuf framing of one span
@@ -108,6 +111,7 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     now: float,
     wait_seconds: float,
     wait_for: str | None = None,
+    uncertain: bool = False,
 ) -> ParkedItem:
     """One generation that was not delivered, ready for the retry queue or the DLQ."""
     attributes = {
@@ -118,6 +122,10 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     }
     if wait_for is not None:
         attributes["wait_for"] = wait_for
+    if uncertain:
+        # The replay asks Langfuse whether it has the observation before sending it again.
+        attributes["uncertain"] = "true"
+        wait_seconds = max(wait_seconds, UNCERTAIN_RECHECK_SECONDS)
     return ParkedItem.undelivered(
         sink=SINK_NAME,
         retry=retry,
@@ -217,7 +225,13 @@ class LangfuseSink:
         counters = self.stats.counters
         try:
             body = self.encoder.encode(chunk)
-        except Exception as error:  # noqa: BLE001 - an SDK refusal costs this chunk, parked for a human
+        except Exception as error:  # noqa: BLE001 - an SDK refusal costs the generation it is about, parked for a human
+            if len(chunk) > 1:
+                # Find the generation(s) the SDK refuses: halves are encoded (and sent) on their own.
+                middle = len(chunk) // 2
+                self._send_chunk(chunk[:middle], context, deliveries, now)
+                self._send_chunk(chunk[middle:], context, deliveries, now)
+                return
             counters["encoding_errors"] += 1
             detail = f"encoding: {type(error).__name__}: {error}"[:300]
             self._park_all(chunk, context, deliveries, now, retry=False, detail=detail, wait=0.0)
@@ -302,7 +316,11 @@ class LangfuseSink:
             counters["partial_success_chunks"] += 1
             counters["spans_rejected"] += result.rejected_spans
             detail += f" (of {len(chunk)} sent; which ones is not reported, so all {len(chunk)} are dead-lettered)"
-        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait)
+        if result.uncertain:
+            counters["uncertain_chunks"] += 1
+        self._park_all(
+            chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait, uncertain=result.uncertain
+        )
 
     def _finish(self, key: str, *, delivered: bool) -> None:
         try:
@@ -332,11 +350,18 @@ class LangfuseSink:
         detail: str,
         wait: float,
         wait_for: str | None = None,
+        uncertain: bool = False,
     ) -> None:
         outcome = DeliveryOutcome.PARKED if retry else DeliveryOutcome.DEAD_LETTERED
         for generation in chunk:
             item = parked_generation(
-                generation, retry=retry, detail=detail, now=now, wait_seconds=wait, wait_for=wait_for
+                generation,
+                retry=retry,
+                detail=detail,
+                now=now,
+                wait_seconds=wait,
+                wait_for=wait_for,
+                uncertain=uncertain,
             )
             context.parking.park(item)
             deliveries.append(Delivery(generation.event_id, outcome, detail))

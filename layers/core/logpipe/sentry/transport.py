@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from logpipe.delivery import HttpOutcome
+from logpipe.delivery import UNCERTAIN_STATUSES, HttpOutcome, request_may_have_arrived
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -41,6 +41,8 @@ class SendResult:
     status: int | None
     retry_after: float | None
     reason: str
+    # The request may have reached Sentry although no answer confirmed it (read timeout, cut response).
+    uncertain: bool = False
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -78,7 +80,8 @@ def classify_response(event_id: str, status: int, headers: Mapping[str, str], bo
         return SendResult(event_id, SendOutcome.RATE_LIMITED, status, wait, f"rate limited for {wait:g}s")
     if status >= 500 or status == 408:  # server errors and request timeout are transient
         hint = retry_after_seconds(headers)
-        return SendResult(event_id, SendOutcome.RETRYABLE, status, hint, f"HTTP {status}: {detail}")
+        uncertain = status in UNCERTAIN_STATUSES
+        return SendResult(event_id, SendOutcome.RETRYABLE, status, hint, f"HTTP {status}: {detail}", uncertain)
     return SendResult(event_id, SendOutcome.REJECTED, status, None, f"HTTP {status}: {detail}")
 
 
@@ -123,7 +126,8 @@ def _make_transport_class() -> type[Any]:
                     preload_content=True,
                 )
             except urllib3.exceptions.HTTPError as error:
-                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, type(error).__name__)
+                uncertain = request_may_have_arrived(error)
+                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, type(error).__name__, uncertain)
             return classify_response(event_id, response.status, response.headers, response.data)
 
         def flush(self, timeout: float, callback: Any = None) -> None:  # SDK signature
