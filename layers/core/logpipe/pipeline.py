@@ -346,6 +346,14 @@ class IngestPipeline:
             deadline=deadline,
             after_parking=after_parking,
         )
+        try:
+            self._send_to_sinks(by_kind, counters, context)
+        finally:
+            counters.update(context.counters)
+
+    def _send_to_sinks(
+        self, by_kind: Mapping[RecordKind, list[LogRecord]], counters: Counter[str], context: SendContext
+    ) -> None:
         for sink in self.sinks:
             records = by_kind[sink.kind]
             if not records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,6 +51,8 @@ class SendContext:
     # Called once parking is settled, with True when everything parked was stored: a sink whose own
     # bookkeeping (the Langfuse ledger) must not say "parked" before the queue has it registers here.
     after_parking: list[Callable[[bool], None]] = field(default_factory=list)
+    # Counters a sink reports beyond per-record outcomes (times clamped, ...): added to the run's.
+    counters: Counter[str] = field(default_factory=Counter)
 
 
 class Sink(Protocol):

@@ -24,7 +24,7 @@ import orjson
 from logpipe.classify import RecordKind
 from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
 from logpipe.langfuse.ledger import ClaimResult, DeliveryLedger, LedgerError, chunk_key
-from logpipe.langfuse.mapping import Generation, MappingError, to_generation
+from logpipe.langfuse.mapping import TIME_OUT_OF_RANGE_KEY, Generation, MappingError, to_generation
 from logpipe.langfuse.transport import CredentialsSource, PostOutcome, PostResult
 from logpipe.parking import ParkedItem, ParkReason, item_id_for
 from logpipe.records import LogRecord
@@ -195,7 +195,10 @@ class LangfuseSink:
         scrub = context.boundary.generation
         for record in records:
             try:
-                generations.append(scrub(to_generation(record)))
+                generation = to_generation(record)
+                if TIME_OUT_OF_RANGE_KEY in generation.metadata:
+                    context.counters[f"time_clamped.{SINK_NAME}"] += 1
+                generations.append(scrub(generation))
             except MappingError as error:
                 self._reject_record(record, f"mapping: {error}", context, deliveries)
             except Exception as error:  # noqa: BLE001 - an unforeseen shape costs one record, never the batch

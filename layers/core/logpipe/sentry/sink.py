@@ -23,7 +23,7 @@ from logpipe.delivery import DEFAULT_RETRY_SECONDS
 from logpipe.parking import ParkedItem, ParkReason, item_id_for
 from logpipe.records import LogRecord
 from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
-from logpipe.sentry.event import build_event, select_breadcrumbs
+from logpipe.sentry.event import build_event, rfc3339, select_breadcrumbs
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.transport import SendOutcome, SendResult, SentryClient
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
@@ -31,6 +31,11 @@ from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 DEFAULT_MAX_PER_FINGERPRINT = 10
 DEFAULT_MAX_WORKERS = 8
 SINK_NAME = "sentry"
+# Sentry (Relay) keeps an event's own time only within this window around its arrival, and otherwise
+# stores the arrival time: 30 days back, one minute ahead. Outside it the event is sent with the send
+# time, its log's own time kept in ``extra.log_timestamp``, and counted (``SentryTimesClamped``).
+MAX_PAST_SECONDS = 30 * 24 * 3600
+MAX_FUTURE_SECONDS = 60
 
 
 class EventSender(Protocol):
@@ -143,12 +148,22 @@ class SentrySink:
             except Exception as error:  # noqa: BLE001 - one record that cannot become an event costs that record only
                 deliveries.append(self._dead_letter_unbuildable(record, error, context))
                 continue
+            self._clamp_time(event, record, context)
             if unavailable is not None:
                 result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, None, unavailable)
                 deliveries.append(self._settle(record, event, result, context, self._clock()))
                 continue
             prepared.append((record, event, str(dsn)))
         return prepared
+
+    def _clamp_time(self, event: dict[str, Any], record: LogRecord, context: SendContext) -> None:
+        now = self._clock()
+        seconds = record.timestamp_ms / 1000
+        if now - MAX_PAST_SECONDS <= seconds <= now + MAX_FUTURE_SECONDS:
+            return
+        event.setdefault("extra", {})["log_timestamp"] = event["timestamp"]
+        event["timestamp"] = rfc3339(int(now * 1000))
+        context.counters[f"time_clamped.{SINK_NAME}"] += 1
 
     def _spike_protect(
         self, prepared: list[tuple[LogRecord, dict[str, Any], str]], deliveries: list[Delivery]
