@@ -177,7 +177,8 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.malformed_payloads == 1
     assert report.parked_in_queue == 1
     assert report.control_messages == 1
-    assert report.health["EventsIn"] == 3000
+    # Every event received: the 3000 log events and the control message's health-check event.
+    assert report.health["EventsIn"] == 3000 + report.control_messages
     # The template's PACS alarms were evaluated on that EMF (too short a window here for two periods).
     assert {e.alarm.metric_name for e in report.alerts.evaluations} == {"PACSBackendErrors", "PACSBackendResponseTime"}
     assert "Alarms (the template's PACS alarms on the EMF above" in out.getvalue()
