@@ -172,3 +172,121 @@ def test_hostile_inputs_finish_quickly() -> None:
     assert result["batchItemFailures"] == []
     assert result["malformed"]["by_kind"] == {"too_large": 1, "wrong_shape": 1}
     assert result["events_in"] == 2
+
+
+# Per-record isolation: an exception while building, sending or parking one record costs that record.
+
+APPLICATION = [
+    '{"level":"INFO","message":"Request completed","duration":120}',
+    "2026-11-22 01:02:03,456 ERROR [pacs.api] request_id=r3 poison for kim@example.org",
+    "Traceback (most recent call last):",
+    "ValueError: poison",
+    "2026-11-22 01:02:03,456 ERROR [pacs.api] request_id=r4 Upload failed",
+]
+
+
+def payload(lines: list[str], log_group: str = "/aws/ecs/pacs-backend/application") -> dict[str, Any]:
+    return {"awslogs": {"data": b64(gzip.compress(orjson.dumps(data_message(log_group, lines, start_ms=NOW_MS))))}}
+
+
+def test_a_record_whose_building_raises_is_parked_alone_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logpipe.assemble
+    from logpipe.formats import parse_line as real
+
+    def parse(message: str, extracted: Any = None) -> Any:
+        if "poison" in message:
+            msg = "parser bug"
+            raise RuntimeError(msg)
+        return real(message, extracted)
+
+    monkeypatch.setattr(logpipe.assemble, "parse_line", parse)
+    parking = MemoryParkingLot()
+    result = pipeline(parking).run(payload(APPLICATION)).to_dict()
+    assert result["records"] == {"error": 1, "llm": 0, "other": 1}
+    [item] = parking.flushed
+    assert item.reason is ParkReason.PROCESSING_ERROR
+    assert "RuntimeError" in item.detail
+    assert len(json.loads(item.body)["logEvents"]) == 3  # the head line and its traceback
+    assert "kim@example.org" not in item.body
+    [logged] = [record for record in caplog.records if "could not be built" in record.getMessage()]
+    # The traceback goes to the pipeline's own log, scrubbed by the boundary's log filter.
+    traceback = str(getattr(logged, "exception", ""))
+    assert "Traceback" in traceback
+    assert "RuntimeError: parser bug" in traceback
+    accounting = result["accounting"]
+    assert accounting["parked_events"] == 3
+    assert accounting["record_lines"] + accounting["parked_events"] == result["events_in"] == 5
+
+
+def test_an_error_record_that_cannot_become_a_sentry_event_costs_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logpipe.sentry.sink
+    from logpipe.sentry.event import build_event as real
+    from logpipe.sentry.routing import DsnRouter
+    from logpipe.sentry.sink import SentrySink
+    from logpipe.sentry.transport import SendOutcome, SendResult
+
+    def build(record: Any, **kwargs: Any) -> dict[str, Any]:
+        if "poison" in record.message:
+            msg = "event bug"
+            raise KeyError(msg)
+        return real(record, **kwargs)
+
+    monkeypatch.setattr(logpipe.sentry.sink, "build_event", build)
+    sent: list[dict[str, Any]] = []
+
+    class Sender:
+        def send(self, event: dict[str, Any]) -> SendResult:
+            sent.append(event)
+            return SendResult(str(event["event_id"]), SendOutcome.ACCEPTED, 200, None, "accepted")
+
+    parking = MemoryParkingLot()
+    ingest = pipeline(parking)
+    ingest.sinks = (SentrySink(DsnRouter.single("https://k@sentry.invalid/1"), sender_factory=lambda _d: Sender()),)
+    ingest._wanted = frozenset({ingest.sinks[0].kind})
+    result = ingest.run(payload(APPLICATION)).to_dict()
+    assert result["deliveries"] == {"sentry.delivered": 1, "sentry.dead_lettered": 1}
+    assert [event["message"]["formatted"] for event in sent] == ["Upload failed"]
+    [item] = parking.flushed
+    assert item.detail == "processing_error: KeyError"
+    assert item.dead_letter
+    assert "kim@example.org" not in item.body
+
+
+def test_an_item_that_cannot_be_prepared_for_parking_is_parked_by_its_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    parking = MemoryParkingLot()
+    ingest = pipeline(parking)
+    real = ingest.boundary.parked
+
+    def parked(item: Any) -> Any:
+        if "first" in item.body:
+            msg = "boundary bug"
+            raise RuntimeError(msg)
+        return real(item)
+
+    monkeypatch.setattr(ingest.boundary, "parked", parked)
+    result = ingest.run(
+        {"Records": [{"kinesis": {"data": "first %%%"}}, {"kinesis": {"data": "second %%%"}}]}
+    ).to_dict()
+    assert result["parked"] == 2
+    first, second = parking.flushed
+    assert first.reason is ParkReason.PROCESSING_ERROR
+    assert first.body == "[REDACTED:scrub_failed]"
+    assert first.detail == "parking: RuntimeError (malformed_payload)"
+    assert second.reason is ParkReason.MALFORMED_PAYLOAD
+    assert "second" in second.body
+
+
+def test_nothing_after_parking_fails_the_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    parking = MemoryParkingLot()
+
+    def broken_writer(line: bytes) -> None:
+        msg = "stdout closed"
+        raise OSError(msg)
+
+    ingest = pipeline(parking)
+    ingest.emf_writer = broken_writer
+    result = ingest.run(payload(APPLICATION)).to_dict()
+    assert result["malformed"]["processing_errors"] == 1
+    assert result["records"]["error"] == 2

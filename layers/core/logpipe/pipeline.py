@@ -258,7 +258,11 @@ class IngestPipeline:
             # Counts only: what failed to scrub must not be written anywhere, this log included.
             self.logger.warning("Values left as redaction markers: scrubbing failed closed", extra=dict(scrubbing))
         if self.settings.metrics_enabled:
-            counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
+            try:
+                counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
+            except Exception as error:  # parking is settled: nothing may now fail the invocation
+                counters["processing_errors"] += 1
+                self.logger.exception("EMF could not be written", exc_info=error, extra={"error": type(error).__name__})
         counters["metric_bad_values"] += aggregator.totals.bad_values
         counters["metric_out_of_window"] += aggregator.totals.out_of_window
         summary.metric_sums = dict(aggregator.totals.sums)
@@ -266,7 +270,12 @@ class IngestPipeline:
         if self.keep_records:
             summary.records_by_kind = by_kind
         if self.health is not None:
-            self.health.publish(counters)
+            try:
+                self.health.publish(counters)
+            except Exception as error:  # see above: the batch's outcome stands
+                self.logger.exception(
+                    "Health metrics could not be published", exc_info=error, extra={"error": type(error).__name__}
+                )
         summary.seconds = time.perf_counter() - started
         return summary
 
