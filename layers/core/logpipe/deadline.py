@@ -40,6 +40,9 @@ WRAP_UP_SECONDS = 0.5
 DEFAULT_INVOCATION_SECONDS = 60.0
 # Another attempt is only worth starting with at least this much time left.
 MIN_ATTEMPT_SECONDS = 0.25
+# At most this many attempts of one call (botocore's standard mode makes 3), however much time is left:
+# a service that failed four times in a row is down for this invocation.
+MAX_ATTEMPTS = 4
 _BACKOFF_SECONDS = 0.1
 _TRANSIENT_CODES = frozenset(
     {
@@ -146,8 +149,11 @@ def call_within[T](
     *,
     deadline: Deadline | None = None,
     transient: Callable[[BaseException], bool] = is_transient,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> T:
     """Run ``call``, retrying transient failures while time is left; raise ``DeadlineExceededError`` past the deadline.
+
+    The retry budget is the smaller of ``max_attempts`` and what fits in the time left (with backoff).
 
     Each attempt runs in a worker thread and is waited for only until the deadline: a call stuck on a
     silent socket cannot hold the invocation (its thread ends at the client's read timeout).
@@ -169,7 +175,7 @@ def call_within[T](
             msg = f"the call did not answer within the {remaining:.1f}s left (attempt {attempt})"
             raise DeadlineExceededError(msg) from None
         except Exception as error:
-            if not transient(error):
+            if not transient(error) or attempt >= max_attempts:
                 raise
             pause = _BACKOFF_SECONDS * 2 ** min(attempt - 1, 5)
             if limit.remaining() - pause < MIN_ATTEMPT_SECONDS:
