@@ -4,7 +4,7 @@ export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: setup demo test unit functional integration lint checkov format typecheck bench events validate build clean
+.PHONY: setup demo test unit functional integration fuzz lint checkov format typecheck bench events validate build clean
 
 setup:  ## create .venv from the lock file and install aws-sam-cli as a separate tool
 	./scripts/bootstrap
@@ -21,6 +21,14 @@ functional:
 	uv run --frozen pytest -m functional
 integration:
 	uv run --frozen pytest -m integration
+
+FUZZ_SECONDS ?= 120
+FUZZ_CORPUS ?= .cache/fuzz-corpus
+fuzz: setup  ## coverage-guided fuzzing of the ingest path (atheris), corpus seeded from events/ and the workload generator
+	uv run --frozen python tests/fuzz/atheris_ingest.py --seed-corpus $(FUZZ_CORPUS)/seeds
+	mkdir -p $(FUZZ_CORPUS)/found
+	uv run --frozen python tests/fuzz/atheris_ingest.py $(FUZZ_CORPUS)/found $(FUZZ_CORPUS)/seeds \
+		-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=$(FUZZ_CORPUS)/
 
 lint:  ## ruff (rich rule set), formatting check, mypy --strict, cfn-lint, sam validate --lint, checkov
 	uv run --frozen ruff check .

@@ -1,9 +1,11 @@
 """A loopback OTLP/HTTP traces receiver standing in for Langfuse (no Langfuse server runs without Docker).
 
 A real HTTP server on 127.0.0.1 that decodes each body with ``opentelemetry-proto`` and answers by a
-script: 200, 429 with Retry-After, 500, slowly, or not at all (the connection is closed unanswered).
-A 200 may carry an OTLP ``partial_success`` (rejected spans and an error message), as protobuf or,
-like Langfuse's own answers, as JSON.
+script: 200, 429 with Retry-After, 500, slowly, or not at all (the connection is closed unanswered),
+or a 200 cut short (the spans are stored, the client sees a truncated response). A 200 may carry an
+OTLP ``partial_success`` (rejected spans and an error message), as protobuf or, like Langfuse's own
+answers, as JSON. Like Langfuse for OTel projects, it keeps every copy of a re-sent span id, and it
+answers ``GET /api/public/observations/{id}`` (200 when it stored that span id, else 404).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Answer:
     rejected_spans: int = 0  # with a 2xx: an ExportTraceServiceResponse.partial_success
     error_message: str = ""
     json_body: bool = False  # answer a 2xx in JSON (as Langfuse does) instead of protobuf
+    truncate: bool = False  # store the spans, send a 200 whose body is cut short, close the connection
 
     def body(self) -> tuple[bytes, str]:
         """The response body and its content type."""
@@ -95,6 +98,7 @@ class OtlpReceiver:
     script: list[Answer] = field(default_factory=list)
     default: Answer = field(default_factory=Answer)
     received: list[ReceivedRequest] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_answer(self) -> Answer:
@@ -110,6 +114,10 @@ class OtlpReceiver:
             if item.status is not None and 200 <= item.status < 300
             for span in item.spans()
         ]
+
+    def stored_span_ids(self) -> list[str]:
+        """Span ids (hex) of every stored copy, duplicates included, as Langfuse keeps them for OTel projects."""
+        return [span.span_id.hex() for span in self.accepted_spans()]
 
     def basic_auth(self) -> tuple[str, str] | None:
         """The (public, secret) key pair of the last request's Basic auth header."""
@@ -147,10 +155,35 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             if answer.retry_after is not None:
                 self.send_header("Retry-After", answer.retry_after)
             self.send_header("Content-Type", content_type)
+            if answer.truncate:
+                # A 200 that promises more than it sends: the client reads a cut response.
+                self.send_header("Content-Length", str(len(payload) + 64))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(payload)
+                    self.wfile.flush()
+                self.close_connection = True
+                return
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (slow answer)
                 self.wfile.write(payload)
+
+        def do_GET(self) -> None:
+            prefix = "/api/public/observations/"
+            observation_id = self.path.removeprefix(prefix) if self.path.startswith(prefix) else None
+            with receiver.lock:
+                receiver.lookups.append(self.path)
+                found = observation_id is not None and observation_id in receiver.stored_span_ids()
+            if found:
+                status, body = 200, json.dumps({"id": observation_id, "type": "GENERATION"}).encode()
+            else:
+                status, body = 404, b'{"message":"Observation not found within authorized project"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             """Quiet: tests read ``received`` instead."""

@@ -94,7 +94,8 @@ def test_invoke_control_message_is_skipped(stack: LocalStack) -> None:
     event = json.loads((EVENTS / "cwl-control-message.json").read_text())
     result = invoke(spec, event, echo=None, environment=function_environment(spec), cold=True).result
     assert result["control_messages"] == 1
-    assert result["events_in"] == 0
+    assert result["events_in"] == result["accounting"]["control_events"] == 1
+    assert result["records"] == {"error": 0, "llm": 0, "other": 0}
 
 
 @pytest.mark.parametrize("sample", sorted(p.name for p in EVENTS.glob("malformed-*.json")))
@@ -176,7 +177,8 @@ def test_demo_metrics_match_what_the_generator_wrote() -> None:
     assert report.malformed_payloads == 1
     assert report.parked_in_queue == 1
     assert report.control_messages == 1
-    assert report.health["EventsIn"] == 3000
+    # Every event received: the 3000 log events and the control message's health-check event.
+    assert report.health["EventsIn"] == 3000 + report.control_messages
     # The template's PACS alarms were evaluated on that EMF (too short a window here for two periods).
     assert {e.alarm.metric_name for e in report.alerts.evaluations} == {"PACSBackendErrors", "PACSBackendResponseTime"}
     assert "Alarms (the template's PACS alarms on the EMF above" in out.getvalue()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -123,7 +123,10 @@ def test_control_messages_are_skipped_and_counted() -> None:
     }
     result = harness.run(subscription_event(control)).to_dict()
     assert result["control_messages"] == 1
-    assert result["events_in"] == 0
+    # Received, and accounted for as a control event: not a record, not malformed.
+    assert result["events_in"] == 1
+    assert result["accounting"]["control_events"] == 1
+    assert result["records"] == {"error": 0, "llm": 0, "other": 0}
     assert harness.emf == []
     assert harness.parking.flushed == []
 
@@ -188,14 +191,43 @@ def test_malformed_events_inside_a_good_batch_are_parked_alone() -> None:
     assert "[REDACTED:email]" in item.body
 
 
-def test_a_parser_bug_parks_the_batch_instead_of_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_classifier_bug_parks_each_record_alone_instead_of_crashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = Harness()
+    calls: list[str] = []
+
+    def explode_on_errors(record: LogRecord) -> RecordKind:
+        calls.append(record.event_id)
+        if record.level.value == "ERROR":
+            msg = "boom"
+            raise RuntimeError(msg)
+        return RecordKind.OTHER
+
+    monkeypatch.setattr("logpipe.pipeline.classify", explode_on_errors)
+    result = harness.run(
+        subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))
+    ).to_dict()
+    # Only the error record (a line and its three-line traceback) is parked; the other four go on.
+    assert result["malformed"]["processing_errors"] == 1
+    assert result["records"] == {"error": 0, "llm": 0, "other": 4}
+    [item] = harness.parking.flushed
+    assert item.reason is ParkReason.PROCESSING_ERROR
+    assert item.detail == "processing_error: RuntimeError"
+    assert "[REDACTED:email]" in item.body
+    assert "hong@example.com" not in item.body
+    assert "ValueError: study not found" in item.body
+    accounting = result["accounting"]
+    assert accounting["parked_events"] == 4
+    assert accounting["record_lines"] + accounting["parked_events"] == result["events_in"] == len(APPLICATION)
+
+
+def test_a_bug_before_any_record_parks_the_batch_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     harness = Harness()
 
     def explode(*_: object) -> None:
         msg = "boom"
         raise RuntimeError(msg)
 
-    monkeypatch.setattr("logpipe.pipeline.classify", explode)
+    monkeypatch.setattr("logpipe.pipeline.stream_context", explode)
     result = harness.run(
         subscription_event(data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS))
     ).to_dict()
@@ -204,6 +236,7 @@ def test_a_parser_bug_parks_the_batch_instead_of_crashing(monkeypatch: pytest.Mo
     assert item.reason is ParkReason.PROCESSING_ERROR
     assert json.loads(item.body)["logEvents"][3]["message"].endswith("[REDACTED:email]")
     assert len(json.loads(item.body)["logEvents"]) == len(APPLICATION)
+    assert result["accounting"]["parked_events"] == result["events_in"] == len(APPLICATION)
 
 
 def test_every_event_is_accounted_for() -> None:
@@ -262,13 +295,35 @@ class BrokenParkingLot(MemoryParkingLot):
         raise ParkingError(msg)
 
 
-def test_parking_failure_after_sends_never_raises_and_keeps_items_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+class RecordingHealth:
+    def __init__(self) -> None:
+        self.published: list[dict[str, int]] = []
+
+    def publish(self, counters: Mapping[str, int]) -> None:
+        self.published.append(dict(counters))
+
+
+def test_parking_failure_fails_the_invocation_before_any_emf(caplog: pytest.LogCaptureFixture) -> None:
+    # The one case the handler raises: Lambda's retry (then the on-failure destination) keeps the
+    # batch, so nothing a retry would repeat may have been written: no PACS EMF, no health counts
+    # except ParkingFailures.
     harness = Harness()
     harness.pipeline.parking = BrokenParkingLot()
-    result = harness.run({"awslogs": {"data": MALFORMED["not_json"]}}).to_dict()
-    assert result["parked"] == 0
-    assert result["parking_failures"] == 1
-    assert "Parking failed: item kept in this log as a last resort" in caplog.text
+    health = RecordingHealth()
+    harness.pipeline.health = health
+    document = data_message("/aws/ecs/pacs-backend/application", APPLICATION, start_ms=NOW_MS)
+    with pytest.raises(ParkingError):
+        harness.run(
+            {
+                "Records": [
+                    {"kinesis": {"data": MALFORMED["not_json"]}, "eventID": "shard:1"},
+                    {"kinesis": {"data": encode(document)}, "eventID": "shard:2"},
+                ]
+            }
+        )
+    assert harness.emf == []
+    assert health.published == [{"parking_failures": 1}]
+    assert "Parking failed: the invocation fails so Lambda retries the batch" in caplog.text
     assert "hong@example.com" not in caplog.text
 
 

@@ -141,3 +141,61 @@ def test_an_unknown_event_shape_becomes_a_payload_that_will_fail_to_decode() -> 
 )
 def test_event_problem(event: object, problem: str | None) -> None:
     assert event_problem(event) == problem
+
+
+def test_inflation_stops_at_the_cap_and_keeps_a_bounded_prefix() -> None:
+    from logpipe.decode import GzipError, inflate_members
+
+    exactly = gzip.compress(b"x" * 1000)
+    assert inflate_members(exactly, limit=1000) == ([b"x" * 1000], b"")
+    with pytest.raises(GzipError) as caught:
+        inflate_members(exactly, limit=999)
+    assert caught.value.kind is MalformedKind.TOO_LARGE
+    assert caught.value.prefix == b"x" * 999
+    # The cap counts every member together.
+    with pytest.raises(GzipError) as caught:
+        inflate_members(gzip.compress(b"a" * 600) + gzip.compress(b"b" * 600), limit=1000)
+    assert caught.value.kind is MalformedKind.TOO_LARGE
+
+
+def test_every_member_is_inflated_and_trailing_bytes_are_returned() -> None:
+    from logpipe.decode import inflate_members
+
+    data = gzip.compress(b"one") + gzip.compress(b"two") + gzip.compress(b"three") + b"\x00\x00tail"
+    assert inflate_members(data) == ([b"one", b"two", b"three"], b"\x00\x00tail")
+
+
+def test_a_damaged_later_member_salvages_the_members_before_it() -> None:
+    from logpipe.decode import GzipError, inflate_members
+
+    second = gzip.compress(b"second member " * 200)
+    with pytest.raises(GzipError) as caught:
+        inflate_members(gzip.compress(b"first;") + second[:40])
+    assert caught.value.kind is MalformedKind.TRUNCATED_GZIP
+    assert caught.value.prefix.startswith(b"first;second member")
+
+
+def test_trailing_garbage_of_a_single_document_payload_is_a_typed_error() -> None:
+    data = base64.b64encode(gzip.compress(orjson.dumps(data_message("/aws/ecs/api/application", ["x"]))) + b"junk")
+    with pytest.raises(MalformedPayloadError) as caught:
+        decode_payload(Payload(data.decode(), "awslogs"))
+    assert caught.value.kind is MalformedKind.TRAILING_GARBAGE
+    assert caught.value.salvage == "junk"
+
+
+@pytest.mark.parametrize("data", [12345, None, 2**80, ["a", 2**70], {"k": b"bytes"}, 1.5])
+def test_payload_id_of_takes_any_value(data: object) -> None:
+    from logpipe.decode import payload_id_of
+
+    first = payload_id_of(data)
+    assert first == payload_id_of(data)
+    assert len(first) == 32
+
+
+@pytest.mark.parametrize("event", [[], None, 7, "text", b"bytes", {"Records": "not a list"}, {"awslogs": None}])
+def test_iter_payloads_turns_any_event_into_one_bad_payload(event: object) -> None:
+    [payload] = iter_payloads(event)
+    assert payload.problem is not None
+    with pytest.raises(MalformedPayloadError) as caught:
+        decode_payload(payload)
+    assert caught.value.kind is MalformedKind.WRONG_SHAPE

@@ -15,6 +15,7 @@ from logpipe.delivery import (
     RetryPolicy,
     classify_status,
     header,
+    request_may_have_arrived,
     retry_after_seconds,
 )
 
@@ -83,6 +84,7 @@ def test_header_lookup_ignores_case() -> None:
 @dataclass(frozen=True)
 class Answer:
     outcome: HttpOutcome
+    uncertain: bool = False
 
 
 class Server:
@@ -119,3 +121,29 @@ def test_the_deadline_bounds_attempts_timeouts_and_pauses() -> None:
     assert (result, attempts) == (Answer(HttpOutcome.RETRYABLE), 1)  # a 1 s pause would pass the deadline
     assert server.timeouts[0] <= 0.2  # each attempt gets at most the time left
     assert RetryPolicy().run(Server(), 10.0, time.monotonic() - 1, lambda _: None) == (None, 0)
+
+
+class UncertainServer(Server):
+    """A server whose first answer leaves open whether the request was stored (a 504, a read timeout)."""
+
+    def __call__(self, timeout: float) -> Answer:
+        self.timeouts.append(timeout)
+        return Answer(self.outcomes.pop(0), uncertain=len(self.timeouts) == 1)
+
+
+def test_an_uncertain_attempt_is_not_retried_inline() -> None:
+    # The request may be stored already; the caller parks it and the replay looks before resending.
+    server = UncertainServer(HttpOutcome.RETRYABLE, HttpOutcome.ACCEPTED)
+    result, attempts = RetryPolicy(retries=2).run(server, 5.0, time.monotonic() + 60, lambda _: None)
+    assert (result, attempts) == (Answer(HttpOutcome.RETRYABLE, uncertain=True), 1)
+    assert classify_status(504, {}, b"").uncertain  # a gateway gave up waiting: the origin may have it
+    assert not classify_status(503, {}, b"").uncertain
+
+
+def test_only_failures_after_the_request_was_written_may_have_arrived() -> None:
+    from urllib3.exceptions import ConnectTimeoutError, ProtocolError, SSLError
+
+    assert not request_may_have_arrived(ConnectTimeoutError("connect timed out"))
+    assert not request_may_have_arrived(SSLError("handshake failed"))
+    assert request_may_have_arrived(ProtocolError("Connection aborted."))  # dropped mid-response
+    assert request_may_have_arrived(TimeoutError("read timed out"))

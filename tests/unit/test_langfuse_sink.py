@@ -177,13 +177,34 @@ def test_redelivered_batch_is_not_sent_twice() -> None:
     assert len(poster.bodies) == 1
 
 
+def settle_parking(sent: SendContext, *, parked: bool) -> None:
+    """What the pipeline does once the parking lot is flushed (or failed to be)."""
+    for callback in sent.after_parking:
+        callback(parked)
+
+
 def test_parked_chunk_is_left_to_the_replay_on_redelivery() -> None:
     poster = ScriptedPoster(lambda n: PostResult(PostOutcome.RETRYABLE, 500, None, "HTTP 500") if n == 1 else ok(n))
     langfuse, _ = sink(poster)
     records = llm_records(3)
-    assert outcomes(langfuse.send(records, context(MemoryParkingLot()))) == {"parked": 3}
+    first = context(MemoryParkingLot())
+    assert outcomes(langfuse.send(records, first)) == {"parked": 3}
+    settle_parking(first, parked=True)
     assert outcomes(langfuse.send(records, context(MemoryParkingLot()))) == {"skipped": 3}
     assert len(poster.bodies) == 1
+
+
+def test_a_chunk_whose_parking_failed_is_sent_again_by_the_retry() -> None:
+    # Parking failed, so the invocation failed and Lambda retries the batch: the ledger must not
+    # claim the chunk is parked, or the retry would skip it and the data would be lost.
+    poster = ScriptedPoster(lambda n: PostResult(PostOutcome.RETRYABLE, 500, None, "HTTP 500") if n == 1 else ok(n))
+    langfuse, _ = sink(poster)
+    records = llm_records(3)
+    first = context(MemoryParkingLot())
+    assert outcomes(langfuse.send(records, first)) == {"parked": 3}
+    settle_parking(first, parked=False)
+    assert outcomes(langfuse.send(records, context(MemoryParkingLot()))) == {"delivered": 3}
+    assert len(poster.bodies) == 2
 
 
 def test_past_deadline_parks_without_sending() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from logpipe.decode import LogBatch, event_problem
+from logpipe.decode import MAX_EVENT_TIMESTAMP_MS, LogBatch, event_problem
 from logpipe.formats import parse_line
 from logpipe.loggroups import parse_log_group
 from logpipe.records import Level, LogRecord, StreamContext, new_record
@@ -39,7 +39,7 @@ _POSTGRES_CONTINUATION = re.compile(
 class _Unit:
     """One record in the making: a head event and its continuation lines."""
 
-    __slots__ = ("continuation", "event", "in_trace", "message", "postgres_extra")
+    __slots__ = ("continuation", "event", "folded", "in_trace", "message", "postgres_extra")
 
     def __init__(
         self,
@@ -54,6 +54,26 @@ class _Unit:
         self.continuation = continuation
         self.postgres_extra = postgres_extra
         self.in_trace = in_trace
+        # Every event folded into this unit after the head (continuation and PostgreSQL lines), in order.
+        self.folded: list[dict[str, Any]] | None = None
+
+    def fold(self, event: dict[str, Any]) -> None:
+        if self.folded is None:
+            self.folded = []
+        self.folded.append(event)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The head event and every event folded into it."""
+        return [self.event, *(self.folded or ())]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedUnit:
+    """The events of one record whose building raised: parked whole with the error, never dropped."""
+
+    events: list[dict[str, Any]]
+    error: Exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +146,17 @@ def _units(events: list[dict[str, Any]], postgres: bool) -> Iterator[_Unit]:
                     if extra is not None:
                         if unit.postgres_extra is None:
                             unit.postgres_extra = {}
-                        unit.postgres_extra[extra.group("severity").lower()] = extra.group("text")
+                        key, text = extra.group("severity").lower(), extra.group("text")
+                        earlier = unit.postgres_extra.get(key)
+                        # Two lines of one severity (two DETAILs) are both kept, in order.
+                        unit.postgres_extra[key] = text if earlier is None else f"{earlier}\n{text}"
+                        unit.fold(event)
                         continue
             elif _continues(message, unit):
                 if unit.continuation is None:
                     unit.continuation = []
                 unit.continuation.append(message)
+                unit.fold(event)
                 unit.in_trace = first in {" ", "\t"} or message.startswith("Traceback")
                 continue
             yield unit
@@ -142,8 +167,14 @@ def _units(events: list[dict[str, Any]], postgres: bool) -> Iterator[_Unit]:
         yield unit
 
 
-def assemble_records(batch: LogBatch, context: StreamContext) -> tuple[list[LogRecord], list[BadEvent]]:
-    """Parse every event of a batch into records; return the records and the unusable events."""
+def assemble_records(
+    batch: LogBatch, context: StreamContext, failed: list[FailedUnit] | None = None
+) -> tuple[list[LogRecord], list[BadEvent]]:
+    """Parse every event of a batch into records; return the records and the unusable events.
+
+    With ``failed``, a record whose building raises (a parser bug, hostile input) costs only its own
+    events, which are appended there with the error; without it, the error propagates.
+    """
     good: list[dict[str, Any]] = []
     bad: list[BadEvent] = []
     for event in batch.events:
@@ -151,13 +182,22 @@ def assemble_records(batch: LogBatch, context: StreamContext) -> tuple[list[LogR
         if (
             type(event) is dict
             and type(event.get("id")) is str
-            and type(event.get("timestamp")) is int
+            and type(timestamp := event.get("timestamp")) is int
+            and 0 <= timestamp <= MAX_EVENT_TIMESTAMP_MS
             and type(event.get("message")) is str
         ):
             good.append(event)
         else:
             bad.append(BadEvent(event, event_problem(event) or "log event is malformed"))
-    records = [_record(unit, context) for unit in _units(_ordered(good), postgres=context.platform == "rds")]
+    units = _units(_ordered(good), postgres=context.platform == "rds")
+    if failed is None:
+        return [_record(unit, context) for unit in units], bad
+    records: list[LogRecord] = []
+    for unit in units:
+        try:
+            records.append(_record(unit, context))
+        except Exception as error:  # noqa: BLE001 - one record's bug must not cost the batch
+            failed.append(FailedUnit(unit.events, error))
     return records, bad
 
 
@@ -192,7 +232,5 @@ def _record(unit: _Unit, context: StreamContext) -> LogRecord:
         parsed.format,
         parsed.logger,
         raw,
-        1
-        + (0 if unit.continuation is None else len(unit.continuation))
-        + (0 if unit.postgres_extra is None else len(unit.postgres_extra)),
+        1 + (0 if unit.folded is None else len(unit.folded)),
     )

@@ -24,6 +24,22 @@ DEFAULT_RETRY_SECONDS = 60.0
 # Rate-limit categories that cover what we send (error events): "" means every category.
 _OUR_RATE_LIMIT_CATEGORIES = frozenset({"", "error", "default"})
 
+# A gateway timeout: the request reached the server, which may have stored it before the gateway gave up.
+UNCERTAIN_STATUSES = frozenset({504})
+
+
+def request_may_have_arrived(error: BaseException) -> bool:
+    """Whether a request that failed with ``error`` may nevertheless have been received and stored.
+
+    A connection that was never made (refused, unresolvable, connect timeout, TLS handshake) sent
+    nothing. A read timeout, a connection dropped mid-response or a truncated body (a cut 200) came
+    after the request was written: the server may have it, so the outcome is uncertain.
+    """
+    import urllib3
+
+    exceptions = urllib3.exceptions
+    return not isinstance(error, exceptions.ConnectTimeoutError | exceptions.SSLError | exceptions.LocationParseError)
+
 
 class HttpOutcome(StrEnum):
     """What the destination (or the network) did with one request."""
@@ -96,6 +112,8 @@ class HttpVerdict:
     outcome: HttpOutcome
     retry_after: float | None
     reason: str
+    # A gateway timeout (504): the request reached the server, which may have stored it.
+    uncertain: bool = False
 
 
 def classify_status(status: int, headers: Mapping[str, str], body: bytes, *, detail_chars: int = 300) -> HttpVerdict:
@@ -113,7 +131,9 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes, *, det
         wait = DEFAULT_RETRY_SECONDS if wait is None else wait
         return HttpVerdict(HttpOutcome.RATE_LIMITED, wait, f"HTTP 429: rate limited for {wait:g}s")
     if status >= 500 or status == 408:  # server errors and request timeout are transient
-        return HttpVerdict(HttpOutcome.RETRYABLE, retry_after_seconds(headers), described)
+        return HttpVerdict(
+            HttpOutcome.RETRYABLE, retry_after_seconds(headers), described, uncertain=status in UNCERTAIN_STATUSES
+        )
     return HttpVerdict(HttpOutcome.REJECTED, None, described)
 
 
@@ -131,6 +151,8 @@ class NetworkFailure:
     """A POST that got no answer; ``reason`` is the exception's type name only (its text may hold the URL)."""
 
     reason: str
+    # Written before it failed (read timeout, cut answer): the server may have stored it.
+    may_have_arrived: bool = False
 
 
 def post_once(  # noqa: PLR0913 - one request's whole description
@@ -157,7 +179,7 @@ def post_once(  # noqa: PLR0913 - one request's whole description
             preload_content=True,
         )
     except urllib3.exceptions.HTTPError as error:
-        return NetworkFailure(type(error).__name__)
+        return NetworkFailure(type(error).__name__, request_may_have_arrived(error))
     return HttpAnswer(response.status, response.headers, response.data)
 
 
@@ -165,13 +187,18 @@ class _HasOutcome(Protocol):
     @property
     def outcome(self) -> HttpOutcome: ...
 
+    @property
+    def uncertain(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Inline retries of retryable answers and network errors, with exponential backoff, never past a deadline.
 
     Rate limits are not retried inline: the server named its wait, which outlasts an invocation;
-    the item is parked until then. Rejections are final.
+    the item is parked until then. Rejections are final. An uncertain attempt (the request may have
+    been stored without an answer saying so) is not retried inline either: the caller parks it, and
+    the replay checks before sending again where the destination does not dedupe.
     """
 
     retries: int = 2
@@ -197,7 +224,11 @@ class RetryPolicy:
                 return result, attempts
             attempts += 1
             result = attempt(min(timeout, remaining))
-            if result.outcome not in {HttpOutcome.RETRYABLE, HttpOutcome.NETWORK_ERROR} or attempts > self.retries:
+            if (
+                result.uncertain  # it may be stored already: never re-sent blindly (see request_may_have_arrived)
+                or result.outcome not in {HttpOutcome.RETRYABLE, HttpOutcome.NETWORK_ERROR}
+                or attempts > self.retries
+            ):
                 return result, attempts
             pause = self.backoff * 2 ** (attempts - 1)
             if time.monotonic() + pause >= deadline:

@@ -53,7 +53,8 @@ _LAMBDA_TIMEOUT = re.compile(
 _LAMBDA_RUNTIME = re.compile(r"\[(?P<level>[A-Z]+)\]\t(?P<ts>[^\t]+)\t(?P<rid>[^\t]+)\t(?P<msg>.*)\Z", re.DOTALL)
 _LAMBDA_RUNTIME_NOTAB = re.compile(r"\[(?P<level>[A-Z]+)\] (?P<msg>.*)\Z", re.DOTALL)
 _PLATFORM_REQUEST_ID = re.compile(r"RequestId: (?P<rid>[0-9a-f-]+)")
-_REPORT_FIELD = re.compile(r"(?P<key>[A-Z][A-Za-z ]+): (?P<value>[\d.]+) (?P<unit>ms|MB)")
+# Keys are short ("Billed Restore Duration"): bounded, so a long run of letters is not rescanned from each one.
+_REPORT_FIELD = re.compile(r"(?P<key>[A-Z][A-Za-z ]{1,40}+): (?P<value>[\d.]+) (?P<unit>ms|MB)")
 _KEY_VALUE = re.compile(r'(?<![\w.\-/])(?P<key>[A-Za-z_][\w.\-]*)=(?P<value>"(?:[^"\\]|\\.)*"|[^\s,;"]*)')
 _KEY_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
 _PLATFORM_PREFIXES = ("START RequestId:", "END RequestId:", "REPORT RequestId:", "INIT_START", "INIT_REPORT")

@@ -180,6 +180,19 @@ class DeliveryLedger:
             return Once(recorded if isinstance(recorded, dict) else {}, duplicate=True)
         return Once(answer or {}, duplicate=False)
 
+    def release(self, key: str) -> None:
+        """Forget ``key``'s record (settled or claimed), so the action can run again; ``LedgerError`` if it cannot.
+
+        For an outcome recorded before it was safe: a chunk recorded "parked" whose parking then
+        failed, so the invocation fails and its retry must send the chunk again.
+        """
+        store = self._persistence()
+        try:
+            store.delete_record(data={"key": key}, exception=Unsettled(key))
+        except Exception as error:  # botocore raises many unrelated types; all mean "still recorded"
+            msg = f"idempotency store: {type(error).__name__}"
+            raise LedgerError(msg) from error
+
     def state(self, key: str) -> tuple[KeyState, dict[str, Any] | None]:
         """Where ``key`` stands and, when settled, its recorded answer; never claims it."""
         from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemNotFoundError

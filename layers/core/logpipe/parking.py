@@ -1,7 +1,10 @@
 """Parking: where anything the pipeline could not process goes, so nothing is lost.
 
 Parked items are already scrubbed. The SQS implementation splits bodies that exceed the queue's
-message size into numbered parts (sharing the item's id) instead of dropping them.
+message size into numbered parts (sharing the item's id) instead of dropping them. Its calls are
+bounded by the invocation's deadline (``logpipe.deadline``): a queue that is down, or a network that
+never answers, becomes a ``ParkingError`` in time for the invocation to fail cleanly, and Lambda's
+retry (then the on-failure destination) keeps the batch.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from logpipe.deadline import INVOCATION, Deadline, aws_config, call_within
 from logpipe.delivery import DEFAULT_RETRY_SECONDS, bounded_chunks
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ class ParkReason(StrEnum):
     MALFORMED_PAYLOAD = "malformed_payload"
     MALFORMED_EVENT = "malformed_event"
     PROCESSING_ERROR = "processing_error"
+    # A payload that inflates past the decoding cap (a gzip bomb, or not CloudWatch's): its prefix.
+    TOO_LARGE = "too_large"
     SINK_RETRY = "sink_retry"
     SINK_REJECTED = "sink_rejected"
 
@@ -178,15 +185,17 @@ def _batches(entries: Sequence[SendMessageBatchRequestEntryTypeDef]) -> list[lis
 class SqsParkingLot:
     """Parks items on an SQS queue in batches of ten; the client is created on first use."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - explicit knobs, all with defaults
         self,
         queue_url: str,
         client: SQSClient | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         dead_letter_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        deadline: Deadline | None = None,
     ) -> None:
-        """Remember the queues; no AWS call happens until ``flush``."""
+        """Remember the queues; no AWS call happens until ``flush`` (bounded by ``deadline``, the invocation's)."""
         self.queue_url = queue_url
         # Without a dead-letter queue, dead-lettered items stay on the parking queue (marked as such).
         self.dead_letter_url = dead_letter_url or queue_url
@@ -194,13 +203,14 @@ class SqsParkingLot:
         self._client = client
         self._max_body_bytes = max_body_bytes
         self._pending: list[ParkedItem] = []
+        self._deadline = deadline or INVOCATION
         self.messages_sent = 0
 
     def _sqs(self) -> SQSClient:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("sqs")
+            self._client = boto3.client("sqs", config=aws_config())
         return self._client
 
     def park(self, item: ParkedItem) -> None:
@@ -243,7 +253,9 @@ class SqsParkingLot:
         client = self._sqs()
         for chunk in _batches(entries):
             try:
-                response = client.send_message_batch(QueueUrl=queue_url, Entries=chunk)
+                response = call_within(
+                    partial(client.send_message_batch, QueueUrl=queue_url, Entries=chunk), deadline=self._deadline
+                )
             except Exception as error:  # botocore raises many unrelated types; all mean "not parked"
                 msg = f"could not park {len(chunk)} messages: {type(error).__name__}"
                 raise ParkingError(msg) from error
@@ -251,7 +263,9 @@ class SqsParkingLot:
             if failed:
                 retry = [entry for entry in chunk if entry["Id"] in {failure["Id"] for failure in failed}]
                 try:
-                    retried = client.send_message_batch(QueueUrl=queue_url, Entries=retry)
+                    retried = call_within(
+                        partial(client.send_message_batch, QueueUrl=queue_url, Entries=retry), deadline=self._deadline
+                    )
                 except Exception as error:
                     msg = f"could not park {len(retry)} messages on retry: {type(error).__name__}"
                     raise ParkingError(msg) from error

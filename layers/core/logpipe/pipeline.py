@@ -6,9 +6,21 @@ here on its way to the parking lot, and so does every line of the pipeline's own
 read unscrubbed; records that never leave the function (the "other" kind, which only feeds the
 metric rules) are never scrubbed, because nothing of them leaves but numbers.
 
-Order matters for retries: everything that can fail is done before the first externally visible
-side effect (EMF on stdout), so the one failure that must fail the invocation -- the parking queue
-being unreachable -- happens while a Lambda retry can still redo the batch cleanly.
+Hostile input and faults cost the smallest unit they can: a payload that cannot be decoded is parked
+as malformed, an event without id, time or message as a malformed event, and a record whose building,
+classification, sending or parking raises is parked alone as ``processing_error`` (its traceback goes
+to the pipeline's own log, through the boundary). ``run`` raises in exactly one case: parking itself
+is impossible (``ParkingError``: the queue is down, refuses, or does not answer before the deadline).
+Then the invocation fails before anything that is not idempotent was written -- no EMF (PACS metrics
+or the pipeline's own), and the Langfuse ledger entries of what was to be parked are released -- so
+Lambda's asynchronous retry, and after it the on-failure destination, keep the whole batch. A retry
+after recovery rebuilds the same Sentry event ids and span ids: Sentry stores an event id once, and the
+ledger skips every Langfuse chunk that was delivered. Every call is bounded by the invocation's deadline
+(``logpipe.deadline``), so ``run`` returns or raises at least a second before Lambda would stop it.
+
+Accounting: for every event, ``events_in`` = the lines inside records (``record_lines``) + the events
+of control messages (``control_events``) + malformed events + the events parked whole because building
+their record failed (``parked_events``).
 """
 
 from __future__ import annotations
@@ -21,36 +33,68 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
-from logpipe.assemble import assemble_records, stream_context
-from logpipe.boundary import Boundary, BoundaryLogFilter
+from logpipe import deadline as deadlines
+from logpipe.assemble import FailedUnit, assemble_records, stream_context
+from logpipe.boundary import FAILED_MARKER, Boundary, BoundaryLogFilter
 from logpipe.classify import RecordKind, classify
-from logpipe.decode import LogBatch, MalformedPayloadError, decode_payload, iter_payloads
+from logpipe.decode import (
+    PARKED_PREFIX_BYTES,
+    LogBatch,
+    MalformedKind,
+    MalformedPayloadError,
+    decode_batches,
+    iter_payloads,
+    json_text,
+)
 from logpipe.metrics import MetricAggregator, MetricRuleSet
 from logpipe.parking import ParkedItem, ParkingError, ParkingLot, ParkReason, item_id_for
 from logpipe.records import LogRecord
 from logpipe.settings import Settings
 from logpipe.sinks import SendContext, Sink
 
-# Sinks must stop sending this long before Lambda's own timeout: parking and EMF still have to run.
+# Sinks must stop sending this long before Lambda's own timeout: parking and EMF still have to run,
+# and the handler returns at least deadline.RETURN_MARGIN_SECONDS before Lambda's deadline.
 SEND_SAFETY_MARGIN_SECONDS = 3.0
-# Without a Lambda context (local runs, tests), sends get this long.
+# Without a Lambda context (local runs, tests), an invocation gets this long.
 DEFAULT_SEND_BUDGET_SECONDS = 30.0
 
 
 class _RunParking:
-    """Scrubs each item at the boundary, forwards it to the parking lot and remembers it for the last-resort path."""
+    """Scrubs each item at the boundary and forwards it to the parking lot; never raises for one item."""
 
-    def __init__(self, lot: ParkingLot, boundary: Boundary) -> None:
+    def __init__(self, lot: ParkingLot, boundary: Boundary, logger: logging.Logger | Any | None = None) -> None:
         self.lot = lot
         self.boundary = boundary
-        self.items: list[ParkedItem] = []
+        self.logger = logger if logger is not None else logging.getLogger("logpipe")
+        self.count = 0
+        self.failures = 0
 
     def park(self, item: ParkedItem) -> None:
-        clean = self.boundary.parked(item)
-        self.items.append(clean)
-        self.lot.park(clean)
+        try:
+            clean = self.boundary.parked(item)
+            self.lot.park(clean)
+        except Exception as error:  # one item's failure must not cost the others
+            # What could not be scrubbed cannot leave: the item is parked by where it came from, so a
+            # person can find the original in its log group, with the error's type as the detail.
+            self.failures += 1
+            self.logger.exception(
+                "An item could not be prepared for parking; parked without its body",
+                exc_info=error,
+                extra={"item_id": item.item_id, "reason": item.reason.value, "error": type(error).__name__},
+            )
+            self.lot.park(
+                ParkedItem(
+                    reason=ParkReason.PROCESSING_ERROR,
+                    detail=f"parking: {type(error).__name__} ({item.reason.value})",
+                    body=FAILED_MARKER,
+                    item_id=item.item_id,
+                    log_group=item.log_group,
+                    log_stream=item.log_stream,
+                    source=item.source,
+                    dead_letter=True,
+                )
+            )
+        self.count += 1
 
     def flush(self) -> int:
         return self.lot.flush()
@@ -96,6 +140,12 @@ class IngestSummary:
             },
             "parked": counters["parked"],
             "parking_failures": counters["parking_failures"],
+            "accounting": {
+                "record_lines": counters["record_lines"],
+                "control_events": counters["control_events"],
+                "malformed_events": counters["malformed_events"],
+                "parked_events": counters["parked_events"],
+            },
             "deliveries": counters_under(counters, "delivery."),
             "metrics": {
                 name: {"sum": self.metric_sums[name], "samples": self.metric_samples[name]}
@@ -130,8 +180,13 @@ class IngestPipeline:
         logger: logging.Logger | Any | None = None,
         clock: Callable[[], float] = time.time,
         keep_records: bool = False,
+        deadline: deadlines.Deadline | None = None,
     ) -> None:
-        """Wire the pipeline; nothing here touches the network."""
+        """Wire the pipeline; nothing here touches the network.
+
+        ``deadline`` is the per-process invocation deadline the parking lot, ledger and secret store
+        read (``logpipe.deadline.INVOCATION`` unless a test gives its own); ``run`` sets it.
+        """
         self.settings = settings
         self.rules = rules
         self.parking = parking
@@ -145,44 +200,69 @@ class IngestPipeline:
             self.logger.addFilter(boundary.log_filter())
         self.clock = clock
         self.keep_records = keep_records
+        self.deadline = deadline or deadlines.INVOCATION
         self._wanted = frozenset(sink.kind for sink in self.sinks)
-        self._run_parking = _RunParking(parking, boundary)
+        self._run_parking = _RunParking(parking, boundary, self.logger)
 
-    def run(self, event: Mapping[str, Any], remaining_ms: Callable[[], int] | None = None) -> IngestSummary:
-        """Process one Lambda event (direct subscription or Kinesis) end to end; never raises."""
+    def run(self, event: object, remaining_ms: Callable[[], int] | None = None) -> IngestSummary:
+        """Process one Lambda event (direct subscription or Kinesis; anything else is parked) end to end.
+
+        Raises ``ParkingError`` when, and only when, what had to be parked could not be: the
+        invocation must then fail so Lambda retries the batch (see the module docstring).
+        """
+        budget = DEFAULT_SEND_BUDGET_SECONDS if remaining_ms is None else remaining_ms() / 1000
+        calls_end = self.deadline.start(budget)
+        try:
+            return self._run(event, calls_end)
+        finally:
+            self.deadline.clear()
+
+    def _run(self, event: object, calls_end: float) -> IngestSummary:
         started = time.perf_counter()
         summary = IngestSummary()
         counters = summary.counters
         aggregator = MetricAggregator(self.rules)
         by_kind: dict[RecordKind, list[LogRecord]] = {kind: [] for kind in RecordKind}
-        parking = _RunParking(self.parking, self.boundary)
+        parking = _RunParking(self.parking, self.boundary, self.logger)
         self._run_parking = parking
         all_records: list[LogRecord] | None = [] if self.sinks else None
-        summary.from_kinesis = isinstance(event.get("Records"), list)
+        summary.from_kinesis = isinstance(event, Mapping) and isinstance(event.get("Records"), list)
         for payload in iter_payloads(event):
             counters["payloads"] += 1
             try:
-                batch = decode_payload(payload)
+                decoded = decode_batches(payload)
             except MalformedPayloadError as error:
                 self._park_malformed_payload(error, payload.source, counters)
                 continue
-            if batch.is_control:
-                counters["control_messages"] += 1
-                continue
-            counters["events_in"] += len(batch.events)
-            try:
+            if decoded.trailing_garbage:
+                self._park_trailing_garbage(decoded.trailing_garbage, decoded.payload_id, payload.source, counters)
+            for batch in decoded.batches:
+                counters["events_in"] += len(batch.events)
+                if batch.is_control:
+                    counters["control_messages"] += 1
+                    counters["control_events"] += len(batch.events)
+                    continue
                 self._process_batch(batch, aggregator, by_kind, counters, all_records)
-            except Exception as error:  # noqa: BLE001 - a parser bug must cost one batch's routing, never its data
-                self._park_unprocessable_batch(batch, error, counters)
-        self._deliver(by_kind, counters, all_records or [], self._deadline(remaining_ms))
-        self._flush_parking(parking, counters)
+        after_parking: list[Callable[[bool], None]] = []
+        self._deliver(
+            by_kind,
+            counters,
+            all_records or [],
+            calls_end + deadlines.RETURN_MARGIN_SECONDS + deadlines.WRAP_UP_SECONDS - SEND_SAFETY_MARGIN_SECONDS,
+            after_parking,
+        )
+        self._flush_parking(parking, counters, after_parking)
         scrubbing = self.boundary.take_counters()
         if scrubbing:
             counters.update(scrubbing)
             # Counts only: what failed to scrub must not be written anywhere, this log included.
             self.logger.warning("Values left as redaction markers: scrubbing failed closed", extra=dict(scrubbing))
         if self.settings.metrics_enabled:
-            counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
+            try:
+                counters["emf_documents"] += aggregator.write(int(self.clock() * 1000), self.emf_writer)
+            except Exception as error:  # parking is settled: nothing may now fail the invocation
+                counters["processing_errors"] += 1
+                self.logger.exception("EMF could not be written", exc_info=error, extra={"error": type(error).__name__})
         counters["metric_bad_values"] += aggregator.totals.bad_values
         counters["metric_out_of_window"] += aggregator.totals.out_of_window
         summary.metric_sums = dict(aggregator.totals.sums)
@@ -190,7 +270,12 @@ class IngestPipeline:
         if self.keep_records:
             summary.records_by_kind = by_kind
         if self.health is not None:
-            self.health.publish(counters)
+            try:
+                self.health.publish(counters)
+            except Exception as error:  # see above: the batch's outcome stands
+                self.logger.exception(
+                    "Health metrics could not be published", exc_info=error, extra={"error": type(error).__name__}
+                )
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -202,13 +287,18 @@ class IngestPipeline:
         counters: Counter[str],
         all_records: list[LogRecord] | None,
     ) -> None:
-        context = stream_context(batch, self.settings.region, self.settings.environment)
-        records, bad_events = assemble_records(batch, context)
-        if all_records is not None:
-            all_records.extend(records)
+        failed: list[FailedUnit] = []
+        try:
+            context = stream_context(batch, self.settings.region, self.settings.environment)
+            records, bad_events = assemble_records(batch, context, failed)
+        except Exception as error:  # noqa: BLE001 - a bug before any record exists costs the batch's routing, never its data
+            self._park_unprocessable_batch(batch, error, counters)
+            return
+        for unit in failed:
+            self._park_failed_unit(batch, unit, counters)
         for bad in bad_events:
             counters["malformed_events"] += 1
-            body = orjson.dumps(bad.event, default=str).decode()
+            body = json_text(bad.event)
             self._run_parking.park(
                 ParkedItem(
                     reason=ParkReason.MALFORMED_EVENT,
@@ -227,18 +317,28 @@ class IngestPipeline:
         keep = self.keep_records
         observe = aggregator.observe
         kind_counts: Counter[RecordKind] = Counter()
+        lines = 0
+        failed_records: list[LogRecord] = []
         for record in records:
-            kind = classify(record)
+            try:  # free when nothing raises
+                kind = classify(record)
+                observe(record)
+            except Exception as error:  # noqa: BLE001 - one record's bug costs that record only
+                self._park_failed_record(record, error, counters)
+                failed_records.append(record)
+                continue
             kind_counts[kind] += 1
-            observe(record)
+            lines += record.line_count
             if kind in wanted or keep:
                 by_kind[kind].append(record)
+        if all_records is not None:
+            if failed_records:
+                parked = {id(record) for record in failed_records}
+                records = [record for record in records if id(record) not in parked]
+            all_records.extend(records)
+        counters["record_lines"] += lines
         for kind, count in kind_counts.items():
             counters[f"records.{kind.value}"] += count
-
-    def _deadline(self, remaining_ms: Callable[[], int] | None) -> float:
-        budget = DEFAULT_SEND_BUDGET_SECONDS if remaining_ms is None else remaining_ms() / 1000
-        return time.monotonic() + max(budget - SEND_SAFETY_MARGIN_SECONDS, 0.0)
 
     def _deliver(
         self,
@@ -246,10 +346,23 @@ class IngestPipeline:
         counters: Counter[str],
         all_records: list[LogRecord],
         deadline: float,
+        after_parking: list[Callable[[bool], None]],
     ) -> None:
         context = SendContext(
-            batch_records=all_records, boundary=self.boundary, parking=self._run_parking, deadline=deadline
+            batch_records=all_records,
+            boundary=self.boundary,
+            parking=self._run_parking,
+            deadline=deadline,
+            after_parking=after_parking,
         )
+        try:
+            self._send_to_sinks(by_kind, counters, context)
+        finally:
+            counters.update(context.counters)
+
+    def _send_to_sinks(
+        self, by_kind: Mapping[RecordKind, list[LogRecord]], counters: Counter[str], context: SendContext
+    ) -> None:
         for sink in self.sinks:
             records = by_kind[sink.kind]
             if not records:
@@ -290,26 +403,46 @@ class IngestPipeline:
             extra={"sink": sink, "records": len(records), "error": type(error).__name__},
         )
 
-    def _flush_parking(self, parking: _RunParking, counters: Counter[str]) -> None:
+    def _flush_parking(
+        self, parking: _RunParking, counters: Counter[str], after_parking: Sequence[Callable[[bool], None]]
+    ) -> None:
+        """Write what was parked; when that is impossible, undo what a retry must redo, and raise."""
         try:
             counters["parked"] += parking.flush()
-        except ParkingError as error:
-            # Sends may already have happened, so failing the invocation would make Lambda retry
-            # and double-send. Last resort instead: the items (already scrubbed) go to this
-            # function's own log group, which is never subscribed, and an alarm watches the metric.
-            counters["parking_failures"] += len(parking.items)
-            for item in parking.items:
-                self.logger.critical(
-                    "Parking failed: item kept in this log as a last resort",
-                    extra={"parking_error": str(error), "parked_item": item.to_message().decode()},
+        except ParkingError:
+            # The invocation fails so Lambda retries the whole batch (then its on-failure destination
+            # keeps it): nothing that a retry would duplicate may have been written. EMF has not been
+            # printed yet; ledger claims of what was to be parked are released; Sentry dedupes the
+            # same event ids; only the ParkingFailures count is published (a zero for everything else).
+            counters["parking_failures"] += parking.count
+            self._settle_after_parking(after_parking, parked=False)
+            self.boundary.take_counters()
+            self.logger.critical(
+                "Parking failed: the invocation fails so Lambda retries the batch",
+                extra={"items": parking.count, "payloads": counters["payloads"], "events_in": counters["events_in"]},
+            )
+            if self.health is not None:
+                self.health.publish(Counter({"parking_failures": parking.count}))
+            raise
+        self._settle_after_parking(after_parking, parked=True)
+
+    def _settle_after_parking(self, callbacks: Sequence[Callable[[bool], None]], *, parked: bool) -> None:
+        for callback in callbacks:
+            try:
+                callback(parked)
+            except Exception as error:  # noqa: BLE001 - a ledger hiccup must not mask the parking outcome
+                self.logger.warning(
+                    "Could not record a parking outcome in the ledger",
+                    extra={"error": type(error).__name__, "parked": parked},
                 )
 
     def _park_malformed_payload(self, error: MalformedPayloadError, source: str, counters: Counter[str]) -> None:
         counters["malformed_payloads"] += 1
         counters[f"malformed.{error.kind.value}"] += 1
+        too_large = error.kind is MalformedKind.TOO_LARGE
         self._run_parking.park(
             ParkedItem(
-                reason=ParkReason.MALFORMED_PAYLOAD,
+                reason=ParkReason.TOO_LARGE if too_large else ParkReason.MALFORMED_PAYLOAD,
                 detail=f"{error.kind.value}: {error.detail}",
                 body=error.salvage,
                 item_id=error.payload_id,
@@ -322,17 +455,80 @@ class IngestPipeline:
             extra={"kind": error.kind.value, "detail": error.detail, "payload_id": error.payload_id, "source": source},
         )
 
+    def _park_trailing_garbage(self, garbage: bytes, payload_id: str, source: str, counters: Counter[str]) -> None:
+        counters["malformed_payloads"] += 1
+        counters[f"malformed.{MalformedKind.TRAILING_GARBAGE.value}"] += 1
+        detail = f"{MalformedKind.TRAILING_GARBAGE.value}: {len(garbage)} bytes after the gzip data"
+        self._run_parking.park(
+            ParkedItem(
+                reason=ParkReason.MALFORMED_PAYLOAD,
+                detail=detail,
+                body=garbage[:PARKED_PREFIX_BYTES].decode("utf-8", "backslashreplace"),
+                item_id=item_id_for(payload_id, MalformedKind.TRAILING_GARBAGE.value),
+                source=source,
+            ),
+        )
+        self.logger.error(
+            "Bytes after a payload's gzip data parked as malformed",
+            extra={"bytes": len(garbage), "payload_id": payload_id, "source": source},
+        )
+
+    def _park_failed_unit(self, batch: LogBatch, unit: FailedUnit, counters: Counter[str]) -> None:
+        """The events of one record whose building raised: parked whole, the traceback in this log."""
+        counters["processing_errors"] += 1
+        counters["parked_events"] += len(unit.events)
+        body = json_text({"logGroup": batch.log_group, "logStream": batch.log_stream, "logEvents": unit.events})
+        head = unit.events[0]
+        self._run_parking.park(
+            ParkedItem(
+                reason=ParkReason.PROCESSING_ERROR,
+                detail=f"processing_error: building the record raised {type(unit.error).__name__}",
+                body=body,
+                item_id=item_id_for(batch.payload_id, str(head.get("id", ""))),
+                log_group=batch.log_group,
+                log_stream=batch.log_stream,
+                source=batch.source,
+            ),
+        )
+        self.logger.error(
+            "A record could not be built and its events were parked",
+            exc_info=unit.error,
+            extra={"log_group": batch.log_group, "events": len(unit.events), "error": type(unit.error).__name__},
+        )
+
+    def _park_failed_record(self, record: LogRecord, error: Exception, counters: Counter[str]) -> None:
+        """A record whose classification or metric rules raised: parked alone, the traceback in this log."""
+        counters["processing_errors"] += 1
+        counters["parked_events"] += record.line_count
+        self._run_parking.park(
+            ParkedItem(
+                reason=ParkReason.PROCESSING_ERROR,
+                detail=f"processing_error: {type(error).__name__}",
+                body=record.raw,
+                item_id=item_id_for("record", *record.origin),
+                log_group=record.log_group,
+                log_stream=record.log_stream,
+                source="pipeline",
+                attributes={"service": record.service},
+            ),
+        )
+        self.logger.error(
+            "A record could not be processed and was parked",
+            exc_info=error,
+            extra={"log_group": record.log_group, "error": type(error).__name__},
+        )
+
     def _park_unprocessable_batch(self, batch: LogBatch, error: Exception, counters: Counter[str]) -> None:
         counters["processing_errors"] += 1
-        body = orjson.dumps(
+        counters["parked_events"] += len(batch.events)
+        body = json_text(
             {
                 "logGroup": batch.log_group,
                 "logStream": batch.log_stream,
                 "owner": batch.owner,
                 "logEvents": batch.events,
-            },
-            default=str,
-        ).decode()
+            }
+        )
         self._run_parking.park(
             ParkedItem(
                 reason=ParkReason.PROCESSING_ERROR,

@@ -123,7 +123,10 @@ class Replayer:
         if self._sqs_client is None:
             import boto3  # the replay path always needs it, but not at import
 
-            self._sqs_client = boto3.client("sqs")
+            from logpipe.deadline import aws_config
+
+            # Bounded like every call: a queue that does not answer fails this message, SQS redelivers it.
+            self._sqs_client = boto3.client("sqs", config=aws_config(attempts=3))
         return self._sqs_client
 
     def _count(self, key: str) -> None:

@@ -105,7 +105,9 @@ _SHORT_TEXT: Final = 32
 _JSON_KEY_BEFORE: Final = re.compile(r'(?<!\\)"\s*:\s*\Z')
 _JSON_ITEM_BEFORE: Final = re.compile(r"[\[,]\s*\Z")
 _JSON_VALUE_AFTER: Final = re.compile(r"\s*(?:[,}\]]|\Z)")
-_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*+"')
+# A string that never closes runs to the end of the text (it is inside a string from there on); without
+# the \Z, every later quote of an unclosed escaped run ('\"\"\"...') would rescan it: quadratic.
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\Z)')
 _JSON_START: Final = re.compile(r"\s*[\[{]")
 
 IpAddressPolicy = Literal["public", "all", "none"]

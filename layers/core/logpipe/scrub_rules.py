@@ -191,7 +191,33 @@ def _load(path: str | os.PathLike[str] | None) -> ScrubConfig:
         doc = json.loads(raw, object_pairs_hook=_reject_duplicate_keys)
     except ValueError as exc:  # JSONDecodeError is a ValueError too
         raise ScrubRulesError(f"{source}: not valid JSON: {exc}") from exc
-    return parse_scrub_config(doc, source)
+    config = parse_scrub_config(doc, source)
+    if path is not None:
+        # A user's own patterns meet hostile log lines too: a catastrophic one fails the load here
+        # (the bundled ones are timed by tests/unit/test_regex_linear.py).
+        check_linear_rules(config)
+    return config
+
+
+def check_linear_rules(config: ScrubConfig) -> None:
+    """Raise ``ScrubRulesError`` naming the first rule, prefilter or key pattern that is not linear-time."""
+    from logpipe.regex_guard import NonLinearPatternError, check_linear
+
+    checks: list[tuple[str, str, int]] = []
+    for rule in config.text_rules:
+        flags = re.IGNORECASE if rule.ignore_case else 0
+        checks.append((f"rule {rule.name!r}: pattern", rule.pattern, flags))
+        if rule.prefilter is not None:
+            checks.append((f"rule {rule.name!r}: prefilter", rule.prefilter, flags))
+    for group in config.key_groups:
+        checks.extend(
+            (f"key group {group.name!r}: key pattern", pattern, re.IGNORECASE) for pattern in group.key_patterns
+        )
+    for what, pattern, flags in checks:
+        try:
+            check_linear(re.compile(pattern, flags))
+        except NonLinearPatternError as exc:
+            raise ScrubRulesError(f"{config.source}: {what} {exc}") from exc
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

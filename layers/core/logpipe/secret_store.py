@@ -18,6 +18,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from logpipe.deadline import DeadlineExceededError, aws_config, call_within
+
 DEFAULT_MAX_AGE_SECONDS = 300
 DEFAULT_FAILURE_TTL_SECONDS = 60.0
 
@@ -113,8 +115,15 @@ class JsonSecret:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
         failure: SecretNotConfiguredError | SecretUnavailableError
+        secrets = self._secrets()
         try:
-            value: object = self._secrets().get(self.secret_id, max_age=self.max_age, transform="json")
+            # Bounded by the invocation's deadline: a Secrets Manager that never answers is "unavailable".
+            value: object = call_within(
+                lambda: secrets.get(self.secret_id, max_age=self.max_age, transform="json"),
+                transient=lambda _error: False,
+            )
+        except DeadlineExceededError:
+            failure = SecretUnavailableError(f"{self.source}: Secrets Manager did not answer in time")
         except TransformParameterError:
             failure = SecretNotConfiguredError(self.source, SecretState.MALFORMED, "not valid JSON")
         except GetParameterError as error:
@@ -130,7 +139,7 @@ class JsonSecret:
         if self._provider is None:
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-            self._provider = SecretsProvider()
+            self._provider = SecretsProvider(boto_config=aws_config())
         return self._provider
 
 

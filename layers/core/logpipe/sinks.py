@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +48,11 @@ class SendContext:
     parking: ParkingLot
     # time.monotonic() value by which sending must stop; what is not sent by then is parked.
     deadline: float
+    # Called once parking is settled, with True when everything parked was stored: a sink whose own
+    # bookkeeping (the Langfuse ledger) must not say "parked" before the queue has it registers here.
+    after_parking: list[Callable[[bool], None]] = field(default_factory=list)
+    # Counters a sink reports beyond per-record outcomes (times clamped, ...): added to the run's.
+    counters: Counter[str] = field(default_factory=Counter)
 
 
 class Sink(Protocol):

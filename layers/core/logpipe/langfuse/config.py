@@ -48,4 +48,5 @@ def build_langfuse_resender(settings: Settings) -> LangfuseResender | None:
     credentials = credentials_source(settings)
     if credentials is None:
         return None
-    return LangfuseResender(OtlpTransport(credentials), delivery_ledger(settings))
+    transport = OtlpTransport(credentials)
+    return LangfuseResender(transport, delivery_ledger(settings), lookup=transport)

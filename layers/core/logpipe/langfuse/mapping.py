@@ -75,8 +75,18 @@ _CONSUMED = frozenset(
 )
 # Langfuse accepts environments matching this (and not starting with "langfuse").
 _ENVIRONMENT_RE = re.compile(r"^(?!langfuse)[a-z0-9_-]{1,40}$")
-_EPOCH_MS_THRESHOLD = 100_000_000_000  # numbers above this are epoch milliseconds, below epoch seconds
+# An epoch number's unit, from its size: below 1e11 seconds (until year 5138), below 1e14
+# milliseconds, below 1e17 microseconds, else nanoseconds. Today is ~1.8e9 s = 1.8e12 ms = 1.8e15 us.
+_EPOCH_MS_THRESHOLD = 100_000_000_000
+_EPOCH_US_THRESHOLD = 100_000_000_000_000
+_EPOCH_NS_THRESHOLD = 100_000_000_000_000_000
 _NS_PER_MS = 1_000_000
+# OTLP carries times as fixed64 nanoseconds and Langfuse stores them as ClickHouse DateTime64(3)
+# (years 1900-2299); int64 nanoseconds (until 2262-04-11) fit every reader. A start or end outside
+# [1970, 2262) is replaced by the log event's own time (start = end: a point in time), the logged
+# values are kept in metadata ``time_out_of_range``, and the sink counts it (LangfuseTimesClamped).
+MAX_OTLP_NS = 2**63 - 1
+TIME_OUT_OF_RANGE_KEY = "time_out_of_range"
 
 
 class MappingError(ValueError):
@@ -247,8 +257,17 @@ def _epoch_ns(name: str, value: object) -> int:
         msg = f"{name}: expected a timestamp, got a boolean"
         raise MappingError(msg)
     if isinstance(value, int | float):
-        millis = value if value > _EPOCH_MS_THRESHOLD else value * 1000
-        return round(millis * _NS_PER_MS)
+        if not math.isfinite(value):
+            msg = f"{name}: not a finite timestamp"
+            raise MappingError(msg)
+        magnitude = abs(value)
+        if magnitude < _EPOCH_MS_THRESHOLD:
+            return round(value * 1_000_000_000)
+        if magnitude < _EPOCH_US_THRESHOLD:
+            return round(value * _NS_PER_MS)
+        if magnitude < _EPOCH_NS_THRESHOLD:
+            return round(value * 1000)
+        return round(value)
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip())
@@ -263,7 +282,26 @@ def _epoch_ns(name: str, value: object) -> int:
     raise MappingError(msg)
 
 
-def _times(record: LogRecord, fields: Mapping[str, Any]) -> tuple[int, int]:
+def _in_otlp_range(nanoseconds: int) -> bool:
+    return 0 <= nanoseconds <= MAX_OTLP_NS
+
+
+def _times(record: LogRecord, fields: Mapping[str, Any]) -> tuple[int, int, dict[str, Any] | None]:
+    """Start and end in ns; with the logged values when they had to be replaced by the event's time."""
+    start_ns, end_ns = _logged_times(record, fields)
+    if _in_otlp_range(start_ns) and _in_otlp_range(end_ns):
+        return start_ns, end_ns, None
+    event_ns = record.timestamp_ms * _NS_PER_MS
+    if not _in_otlp_range(event_ns):
+        msg = "timestamp: the log event's own time is out of OTLP's range (after 2262)"
+        raise MappingError(msg)
+    logged = {
+        key: fields.get(key) for key in ("start_time", "end_time", *_LATENCY_MS_KEYS) if fields.get(key) is not None
+    }
+    return event_ns, event_ns, logged
+
+
+def _logged_times(record: LogRecord, fields: Mapping[str, Any]) -> tuple[int, int]:
     end_value = fields.get("end_time")
     end_ns = record.timestamp_ms * _NS_PER_MS if end_value is None else _epoch_ns("end_time", end_value)
     start_value = fields.get("start_time")
@@ -314,7 +352,7 @@ def to_generation(record: LogRecord) -> Generation:
         msg = f"metadata: expected an object, got {type(raw_metadata).__name__}"
         raise MappingError(msg)
     app_metadata: Mapping[str, Any] = raw_metadata or {}
-    start_ns, end_ns = _times(record, fields)
+    start_ns, end_ns, out_of_range = _times(record, fields)
     trace_seed = _text(fields, _TRACE_KEYS) or record.event_id
     level, status_message = _level(record, fields)
     input_found = _first(fields, _INPUT_KEYS)
@@ -333,6 +371,8 @@ def to_generation(record: LogRecord) -> Generation:
     )
     if record.request_id:
         metadata["request_id"] = record.request_id
+    if out_of_range is not None:
+        metadata[TIME_OUT_OF_RANGE_KEY] = out_of_range
     return Generation(
         event_id=record.event_id,
         trace_seed=trace_seed,

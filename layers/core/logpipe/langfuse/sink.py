@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
@@ -26,7 +27,7 @@ import orjson
 from logpipe.classify import RecordKind
 from logpipe.delivery import bounded_chunks
 from logpipe.idempotency import DEFAULT_LEASE_SECONDS, DeliveryLedger, LedgerBusyError, LedgerError
-from logpipe.langfuse.mapping import Generation, MappingError, to_generation
+from logpipe.langfuse.mapping import TIME_OUT_OF_RANGE_KEY, Generation, MappingError, to_generation
 from logpipe.langfuse.transport import CredentialsSource, PostOutcome, PostResult
 from logpipe.parking import ParkedItem, ParkReason, item_id_for
 from logpipe.records import LogRecord
@@ -34,6 +35,9 @@ from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableErro
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 
 SINK_NAME = "langfuse"
+# An uncertain send (it may be stored already) waits this long before the replay looks it up: Langfuse
+# stores what its OTLP endpoint accepted asynchronously, through a queue and a worker.
+UNCERTAIN_RECHECK_SECONDS = 300.0
 DEFAULT_MAX_SPANS_PER_REQUEST = 200
 DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 _SPAN_OVERHEAD_BYTES = 600  # ids, times, attribute names and protobuf framing of one span
@@ -118,6 +122,7 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     now: float,
     wait_seconds: float | None,
     wait_for: str | None = None,
+    uncertain: bool = False,
 ) -> ParkedItem:
     """One generation that was not delivered, ready for the retry queue or the DLQ."""
     attributes = {
@@ -128,6 +133,10 @@ def parked_generation(  # noqa: PLR0913 - everything a parked item records
     }
     if wait_for is not None:
         attributes["wait_for"] = wait_for
+    if uncertain:
+        # The replay asks Langfuse whether it has the observation before sending it again.
+        attributes["uncertain"] = "true"
+        wait_seconds = max(wait_seconds or 0.0, UNCERTAIN_RECHECK_SECONDS)
     return ParkedItem.undelivered(
         sink=SINK_NAME,
         retry=retry,
@@ -197,7 +206,10 @@ class LangfuseSink:
         scrub = context.boundary.generation
         for record in records:
             try:
-                generations.append(scrub(to_generation(record)))
+                generation = to_generation(record)
+                if TIME_OUT_OF_RANGE_KEY in generation.metadata:
+                    context.counters[f"time_clamped.{SINK_NAME}"] += 1
+                generations.append(scrub(generation))
             except MappingError as error:
                 self._reject_record(record, f"mapping: {error}", context, deliveries)
             except Exception as error:  # noqa: BLE001 - an unforeseen shape costs one record, never the batch
@@ -227,7 +239,13 @@ class LangfuseSink:
         counters = self.stats.counters
         try:
             body = self.encoder.encode(chunk)
-        except Exception as error:  # noqa: BLE001 - an SDK refusal costs this chunk, parked for a human
+        except Exception as error:  # noqa: BLE001 - an SDK refusal costs the generation it is about, parked for a human
+            if len(chunk) > 1:
+                # Find the generation(s) the SDK refuses: halves are encoded (and sent) on their own.
+                middle = len(chunk) // 2
+                self._send_chunk(chunk[:middle], context, deliveries, now)
+                self._send_chunk(chunk[middle:], context, deliveries, now)
+                return
             counters["encoding_errors"] += 1
             detail = f"encoding: {type(error).__name__}: {error}"[:300]
             self._park_all(chunk, context, deliveries, now, retry=False, detail=detail, wait=0.0)
@@ -281,7 +299,22 @@ class LangfuseSink:
         if not once.recorded:
             # The send itself is settled; only a redelivery after the claim's lease could send it again.
             counters["ledger_errors"] += 1
+        elif once.answer.get("settled") == SETTLED_PARKED:
+            # Recorded "parked" before the queue has the items: if parking fails, the invocation fails,
+            # and its retry must be able to claim (and send) this chunk again, so the record goes.
+            context.after_parking.append(partial(self._release_unless_parked, key))
         self._settle(chunk, sent[0], context, deliveries, now)
+
+    def _release_unless_parked(self, key: str, parked: bool) -> None:
+        if not parked:
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        try:
+            self.ledger.release(key)
+        except LedgerError:
+            # The claim's lease runs out instead: the retry parks the chunk for the replay to check.
+            self.stats.counters["ledger_errors"] += 1
 
     def _settle(
         self,
@@ -311,7 +344,10 @@ class LangfuseSink:
             counters["partial_success_chunks"] += 1
             counters["spans_rejected"] += result.rejected_spans
             detail += f" (of {len(chunk)} sent; which ones is not reported, so all {len(chunk)} are dead-lettered)"
-        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=result.retry_after)
+        if result.uncertain:
+            counters["uncertain_chunks"] += 1
+        wait, uncertain = result.retry_after, result.uncertain
+        self._park_all(chunk, context, deliveries, now, retry=retry, detail=detail, wait=wait, uncertain=uncertain)
 
     def _park_all(  # noqa: PLR0913 - one chunk's whole context
         self,
@@ -324,11 +360,18 @@ class LangfuseSink:
         detail: str,
         wait: float | None,
         wait_for: str | None = None,
+        uncertain: bool = False,
     ) -> None:
         outcome = DeliveryOutcome.PARKED if retry else DeliveryOutcome.DEAD_LETTERED
         for generation in chunk:
             item = parked_generation(
-                generation, retry=retry, detail=detail, now=now, wait_seconds=wait, wait_for=wait_for
+                generation,
+                retry=retry,
+                detail=detail,
+                now=now,
+                wait_seconds=wait,
+                wait_for=wait_for,
+                uncertain=uncertain,
             )
             context.parking.park(item)
             deliveries.append(Delivery(generation.event_id, outcome, detail))

@@ -4,7 +4,13 @@
 says spans were rejected (protobuf, or JSON when the response says so; Langfuse answers JSON); 429 is
 rate-limited (with the server's Retry-After); 408, 5xx and network errors are retried a few times
 inline, within the deadline, then reported retryable; any other 4xx is rejected (the status policy
-and the retry schedule are ``logpipe.delivery``'s, shared with Sentry and the chat webhooks). Credentials come
+and the retry schedule are ``logpipe.delivery``'s, shared with Sentry and the chat webhooks). An
+attempt whose request may have reached Langfuse without an answer confirming it (a read timeout, a
+connection cut mid-response, a truncated 200, a 504, the deadline passing while it was in flight) is
+*uncertain*: it is never re-sent inline, because Langfuse does not reliably dedupe a re-sent span id
+(see ``observation_exists``); the sink parks it marked uncertain, and the replay looks the
+observation up before sending it again. Every attempt is bounded by the deadline as a whole, not only
+per socket read, so a server that trickles its answer cannot hold the invocation. Credentials come
 from the environment locally or from a Secrets Manager JSON secret
 (``host``, ``public_key``, ``secret_key``) in AWS, through Powertools Parameters' cache.
 Only the secret's name is ever logged or put in an error, never its value.
@@ -13,13 +19,16 @@ Only the secret's name is ever logged or put in an error, never its value.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import orjson
 
+from logpipe.deadline import DeadlineExceededError, run_until
 from logpipe.delivery import HttpOutcome, NetworkFailure, RetryPolicy, classify_status, header, post_once
 from logpipe.secret_store import JsonSecret, SecretNotConfiguredError, SecretState, SecretUnavailableError
 
@@ -50,6 +59,8 @@ class PostResult:
     attempts: int = 1
     # Spans a 2xx response's partial_success reported rejected (the response never says which ones).
     rejected_spans: int = 0
+    # The request may have been stored although no answer confirmed it: never re-sent blindly.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +198,7 @@ def classify_response(status: int, headers: Mapping[str, str], body: bytes) -> P
             return PostResult(PostOutcome.ACCEPTED, status, None, f"accepted with warning: {message}")
         return PostResult(PostOutcome.ACCEPTED, status, None, "accepted")
     verdict = classify_status(status, headers, body)
-    return PostResult(verdict.outcome, status, verdict.retry_after, verdict.reason)
+    return PostResult(verdict.outcome, status, verdict.retry_after, verdict.reason, uncertain=verdict.uncertain)
 
 
 class OtlpTransport:
@@ -224,19 +235,88 @@ class OtlpTransport:
         except (SecretNotConfiguredError, SecretUnavailableError) as error:
             return PostResult(PostOutcome.RETRYABLE, None, None, f"credentials: {error}")
         result, attempts = self.policy.run(
-            lambda timeout: self._post_once(credentials, body, timeout), self.timeout, deadline, self._sleep
+            lambda _timeout: self._bounded_post(credentials, body, deadline), self.timeout, deadline, self._sleep
         )
         if result is None:
             return PostResult(PostOutcome.RETRYABLE, None, None, "deadline reached", attempts)
-        return PostResult(
-            result.outcome, result.status, result.retry_after, result.reason, attempts, result.rejected_spans
-        )
+        return dataclasses.replace(result, attempts=attempts)
+
+    def _bounded_post(self, credentials: LangfuseCredentials, body: bytes, deadline: float) -> PostResult:
+        """One attempt, given up at the deadline even while the server is still (slowly) answering."""
+        timeout = min(self.timeout, max(deadline - time.monotonic(), 0.001))
+        try:
+            return run_until(lambda: self._post_once(credentials, body, timeout), deadline)
+        except DeadlineExceededError:
+            return PostResult(
+                PostOutcome.NETWORK_ERROR, None, None, "no complete answer before the deadline", uncertain=True
+            )
 
     def _post_once(self, credentials: LangfuseCredentials, body: bytes, timeout: float) -> PostResult:
         answer = post_once(self._http(), credentials.endpoint, body, credentials.headers(), timeout)
         if isinstance(answer, NetworkFailure):
-            return PostResult(PostOutcome.NETWORK_ERROR, None, None, answer.reason)
+            return PostResult(PostOutcome.NETWORK_ERROR, None, None, answer.reason, uncertain=answer.may_have_arrived)
         return classify_response(answer.status, answer.headers, answer.body)
+
+    def observation_exists(self, observation_id: str, trace_id: str, deadline: float) -> bool | None:
+        """Whether Langfuse already stored this observation: True, False, or None when it cannot tell.
+
+        Checked before an *uncertain* parked generation is sent again. Langfuse does not reliably
+        dedupe a re-sent span id (server code, langfuse/langfuse at 62751446, 2026-08):
+        ``observations`` is a ClickHouse ``ReplacingMergeTree(event_ts, is_deleted)`` that only
+        collapses rows of one id when parts merge, at no set time
+        (packages/shared/clickhouse/migrations/*/0002_observations.up.sql), and the readers skip their
+        ``LIMIT 1 BY id`` step for projects that ingest over OTel when
+        ``LANGFUSE_SKIP_FINAL_FOR_OTEL_PROJECTS`` is on ("OTel projects use immutable spans - no need
+        for deduplication", packages/shared/src/server/repositories/observations.ts;
+        server/queries/clickhouse-sql/query-options.ts). So a second copy of a span shows twice and
+        its tokens and cost count twice until a merge. ``GET /api/public/observations/{id}`` answers
+        404 "not found" for an absent id; a v4 ``events_only`` deployment answers 404 for the whole
+        route, and then ``GET /api/public/v2/observations?traceId=...`` is asked instead.
+        """
+        try:
+            credentials = self.credentials.load()
+        except (SecretNotConfiguredError, SecretUnavailableError):
+            return None
+        host = credentials.host.rstrip("/")
+        headers = {"Authorization": credentials.headers()["Authorization"], "User-Agent": _USER_AGENT}
+        status, body = self._get(f"{host}/api/public/observations/{quote(observation_id, safe='')}", headers, deadline)
+        if status == 200:
+            return True
+        if status != 404 or b"events_only" not in body:
+            return False if status == 404 else None
+        url = f"{host}/api/public/v2/observations?traceId={quote(trace_id, safe='')}&limit=1000&fields=core"
+        status, body = self._get(url, headers, deadline)
+        if status != 200:
+            return None
+        try:
+            listed = orjson.loads(body).get("data", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return any(isinstance(item, dict) and item.get("id") == observation_id for item in listed)
+
+    def _get(self, url: str, headers: dict[str, str], deadline: float) -> tuple[int | None, bytes]:
+        import urllib3
+
+        timeout = min(self.timeout, max(deadline - time.monotonic(), 0.001))
+
+        def get() -> tuple[int | None, bytes]:
+            try:
+                response = self._http().request(
+                    "GET",
+                    url,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
+                    retries=False,
+                    preload_content=True,
+                )
+            except urllib3.exceptions.HTTPError:
+                return None, b""
+            return response.status, response.data
+
+        try:
+            return run_until(get, deadline)
+        except DeadlineExceededError:
+            return None, b""
 
     def close(self) -> None:
         """Release the connection pool."""

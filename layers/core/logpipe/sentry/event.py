@@ -63,7 +63,7 @@ _SENTRY_LEVELS = {
     Level.CRITICAL: "fatal",
 }
 _TIMEOUT = re.compile(r"Task timed out after (?P<seconds>\d+(?:\.\d+)?) seconds")
-_LAMBDA_VERSION = re.compile(r"\[(?P<version>[^\]]+)\]")
+_LAMBDA_VERSION = re.compile(r"\[(?P<version>[^\[\]]+)\]")
 _RELEASE_KEYS = ("release", "version", "service.version", "service_version")
 _RELEASE_FORBIDDEN = frozenset("\n\r\t/\\")
 _SERVER_NAME_KEYS = ("hostname", "host", "server_name", "hostName")
@@ -139,18 +139,23 @@ _URI_COMPONENT_SAFE = "-_.!~*'()"
 # ``ORA-00942``) that tell errors apart. An accession number is recognised by its label (the PHI
 # boundary masks the keyed forms, ``AccessionNumber=``, before this sees them). A long token
 # ends at ``=`` padding, so ``request_id=<uuid>`` keeps its key.
+# Every alternative with an unbounded run starts only where that
+# run starts (a lookbehind), so a long run is scanned once, not once per character: without it the
+# e-mail rule made a 100 KB line of "900101-" take a minute (tests/unit/test_regex_linear.py). An
+# accession value is bounded (DICOM's AccessionNumber is at most 16 characters) so that a line of
+# "accession-accession-…" does not rescan the rest of the line from every label.
 _NORMALIZE = re.compile(
     r"""
     (?P<datetime>\d{4}-\d{2}-\d{2}(?:[T\x20]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?)
     |(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})
-    |(?P<email>[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
+    |(?P<email>(?<![\w.+-])[\w.+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
     |(?P<ip>(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])
         |(?<![\w:])(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}(?![\w:])
         |(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,6}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){0,5})?(?![\w:]))
     |(?P<str>"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w))
     |(?P<hex>\b0x[0-9a-fA-F]+\b|(?<![\w-])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}(?![\w-]))
     |(?P<token>(?<![\w+/=-])(?=[\w+/-]*\d)(?=[\w+/-]*[A-Za-z])[\w+/-]{24,}=*)
-    |(?P<accession>\b[Aa]ccession(?:[\x20_-]?(?:[Nn]umber|[Nn]o|\#))?\.?\x20*[:=\#]?\x20*[\w-]*\d[\w-]*)
+    |(?P<accession>\b[Aa]ccession(?:[\x20_-]?(?:[Nn]umber|[Nn]o|\#))?\.?\x20*[:=\#]?\x20*[\w-]{0,63}\d[\w-]{0,63})
     |(?P<id>(?<![\w-])(?![0-9]+[a-z]+(?![\w-]))(?=[\w-]*\d)(?=[\w-]*[a-z])[\w-]+)
     |(?P<num>(?<![A-Za-z0-9])\d+(?:[.,:]\d+)*)
     """,

@@ -9,6 +9,7 @@ was not accepted. Every record gets exactly one outcome.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,10 +19,11 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.classify import RecordKind
-from logpipe.parking import ParkedItem
+from logpipe.delivery import DEFAULT_RETRY_SECONDS
+from logpipe.parking import ParkedItem, ParkReason, item_id_for
 from logpipe.records import LogRecord
 from logpipe.secret_store import SecretNotConfiguredError, SecretUnavailableError
-from logpipe.sentry.event import build_event, select_breadcrumbs
+from logpipe.sentry.event import build_event, rfc3339, select_breadcrumbs
 from logpipe.sentry.routing import DsnRouter
 from logpipe.sentry.transport import SendOutcome, SendResult, SentryClient
 from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
@@ -29,6 +31,11 @@ from logpipe.sinks import Delivery, DeliveryOutcome, SendContext
 DEFAULT_MAX_PER_FINGERPRINT = 10
 DEFAULT_MAX_WORKERS = 8
 SINK_NAME = "sentry"
+# Sentry (Relay) keeps an event's own time only within this window around its arrival, and otherwise
+# stores the arrival time: 30 days back, one minute ahead. Outside it the event is sent with the send
+# time, its log's own time kept in ``extra.log_timestamp``, and counted (``SentryTimesClamped``).
+MAX_PAST_SECONDS = 30 * 24 * 3600
+MAX_FUTURE_SECONDS = 60
 
 
 class EventSender(Protocol):
@@ -58,8 +65,8 @@ def parked_event(event: dict[str, Any], service: str, result: SendResult, now: f
         log_group=str(contexts.get("log_group", "")),
         log_stream=str(contexts.get("log_stream", "")),
         now=now,
-        wait_seconds=result.retry_after,
-        attributes={"sink": SINK_NAME, "service": service},
+        wait_seconds=result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS,
+        attributes={"sink": SINK_NAME, "service": service} | ({"uncertain": "true"} if result.uncertain else {}),
     )
 
 
@@ -135,14 +142,28 @@ class SentrySink:
             if dsn is None and unavailable is None:
                 deliveries.append(Delivery(record.event_id, DeliveryOutcome.SKIPPED, "no DSN for service"))
                 continue
-            crumbs = [clean(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
-            event = boundary.sentry_event(build_event(clean(record), breadcrumbs=crumbs))
+            try:
+                crumbs = [clean(crumb) for crumb in select_breadcrumbs(record, context.batch_records)]
+                event = boundary.sentry_event(build_event(clean(record), breadcrumbs=crumbs))
+            except Exception as error:  # noqa: BLE001 - one record that cannot become an event costs that record only
+                deliveries.append(self._dead_letter_unbuildable(record, error, context))
+                continue
+            self._clamp_time(event, record, context)
             if unavailable is not None:
                 result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, None, unavailable)
                 deliveries.append(self._settle(record, event, result, context, self._clock()))
                 continue
             prepared.append((record, event, str(dsn)))
         return prepared
+
+    def _clamp_time(self, event: dict[str, Any], record: LogRecord, context: SendContext) -> None:
+        now = self._clock()
+        seconds = record.timestamp_ms / 1000
+        if now - MAX_PAST_SECONDS <= seconds <= now + MAX_FUTURE_SECONDS:
+            return
+        event.setdefault("extra", {})["log_timestamp"] = event["timestamp"]
+        event["timestamp"] = rfc3339(int(now * 1000))
+        context.counters[f"time_clamped.{SINK_NAME}"] += 1
 
     def _spike_protect(
         self, prepared: list[tuple[LogRecord, dict[str, Any], str]], deliveries: list[Delivery]
@@ -185,14 +206,24 @@ class SentrySink:
             # Never wait past the deadline for in-flight sends (a `with` block would).
             pool.shutdown(wait=False, cancel_futures=True)
         for record, event, future in futures:
+            event_id = str(event["event_id"])
             if future.done() and not future.cancelled():
-                result = future.result()
+                try:
+                    result = future.result()
+                except Exception as error:  # noqa: BLE001 - one send's bug costs that event only
+                    result = SendResult(
+                        event_id, SendOutcome.RETRYABLE, None, None, f"send raised {type(error).__name__}"
+                    )
             else:
-                # Out of time: not started (cancelled) or still in flight. Park it; a duplicate
-                # of an in-flight event is harmless because Sentry dedupes the same event_id.
-                future.cancel()
-                result = SendResult(str(event["event_id"]), SendOutcome.RETRYABLE, None, 0.0, "deadline reached")
-            deliveries.append(self._settle(record, event, result, context, now))
+                # Out of time: not started (cancelled: certainly not sent) or still in flight (it may
+                # arrive: parked as uncertain; Sentry stores one event id once, within its dedupe window).
+                started = not future.cancel()
+                reason = "deadline reached while sending" if started else "deadline reached"
+                result = SendResult(event_id, SendOutcome.RETRYABLE, None, 0.0, reason, uncertain=started)
+            try:
+                deliveries.append(self._settle(record, event, result, context, now))
+            except Exception as error:  # noqa: BLE001 - parking one event must not cost the others
+                deliveries.append(self._dead_letter_unbuildable(record, error, context))
 
     def _settle(
         self, record: LogRecord, event: dict[str, Any], result: SendResult, context: SendContext, now: float
@@ -203,6 +234,29 @@ class SentrySink:
         context.parking.park(item)
         outcome = DeliveryOutcome.DEAD_LETTERED if item.dead_letter else DeliveryOutcome.PARKED
         return Delivery(record.event_id, outcome, item.detail)
+
+    def _dead_letter_unbuildable(self, record: LogRecord, error: Exception, context: SendContext) -> Delivery:
+        """A record whose event could not be built (or parked): dead-lettered raw (scrubbed when parked)."""
+        detail = f"processing_error: {type(error).__name__}"
+        logging.getLogger("logpipe").error(
+            "An error record could not become a Sentry event and was dead-lettered",
+            exc_info=error,
+            extra={"log_group": record.log_group, "error": type(error).__name__},
+        )
+        context.parking.park(
+            ParkedItem(
+                reason=ParkReason.PROCESSING_ERROR,
+                detail=detail,
+                body=record.raw,
+                item_id=item_id_for(SINK_NAME, *record.origin),
+                log_group=record.log_group,
+                log_stream=record.log_stream,
+                source=SINK_NAME,
+                attributes={"sink": SINK_NAME, "service": record.service},
+                dead_letter=True,
+            )
+        )
+        return Delivery(record.event_id, DeliveryOutcome.DEAD_LETTERED, detail)
 
     def flush(self) -> None:
         """Every send completed inline; nothing is buffered."""

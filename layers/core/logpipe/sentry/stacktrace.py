@@ -47,25 +47,31 @@ _CAUSE_MARKER = "The above exception was the direct cause of the following excep
 _CONTEXT_MARKER = "During handling of the above exception, another exception occurred:"
 _PY_HEADER = "Traceback (most recent call last)"
 _PY_FILE = re.compile(r'\s*File "(?P<path>[^"]*)", line (?P<lineno>\d+)(?:, in (?P<func>.*))?\Z')
-_PY_FILE_SEARCH = re.compile(r'^\s*File "[^"]*", line \d+', re.MULTILINE)
+# [ \t]*, not \s*: \s would run over newlines from every line start (quadratic on blank lines).
+_PY_FILE_SEARCH = re.compile(r'^[ \t]*File "[^"]*", line \d+', re.MULTILINE)
 # 3.11+ position markers under a source line: only '~' and '^' (and spaces).
 _CARETS = frozenset("~^ ")
 _EXC_LINE = re.compile(r"(?P<type>[A-Za-z_$][\w$.]*)(?::[ \t]?(?P<value>.*))?\Z", re.DOTALL)
 _TYPE_LIKE = re.compile(r"[A-Za-z_$][\w$.]*\Z")
 
 _JAVA_FRAME = re.compile(r"\s*at (?P<qualified>[^\s()]+)\((?P<source>[^()]*)\)(?:\s.*)?\Z")
-_JAVA_FRAME_SEARCH = re.compile(r"^\s*at [^\s()]+\([^()]*\)", re.MULTILINE)
+_JAVA_FRAME_SEARCH = re.compile(r"^[ \t]*at [^\s()]+\([^()]*\)", re.MULTILINE)
 _JAVA_MORE = re.compile(r"\s*\.\.\. (?P<count>\d+) (?:more|common frames omitted)\s*\Z")
 _JAVA_HEADER_PREFIXES = (("Caused by: ", "cause"), ("Suppressed: ", "suppressed"))
 _JAVA_THREAD_PREFIX = re.compile(r'Exception in thread "[^"]*" ')
 _JAVA_RUNTIME_PACKAGES = ("java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "scala.")
 
 _NODE_FRAME = re.compile(
-    r"\s*at (?:async )?(?:(?P<func>.+?) \((?P<loc>.+?):(?P<line>\d+):(?P<col>\d+)\)"
+    # The location is the last parenthesised part and holds no parentheses: a greedy function name
+    # backs off to it once per " (", and each try stops at the next parenthesis (linear, where two
+    # lazy ".+?" retried every split of the line).
+    r"\s*at (?:async )?(?:(?P<func>.+) \((?P<loc>[^()]+):(?P<line>\d+):(?P<col>\d+)\)"
     r"|(?P<aloc>[^\s()]+?):(?P<aline>\d+):(?P<acol>\d+)"
     r"|(?P<nfunc>.+?) \((?P<native>native|<anonymous>|index \d+)\))(?: \{)?\s*\Z"
 )
-_NODE_FRAME_SEARCH = re.compile(r"^\s*at (?:async )?(?:.+ \(.+:\d+:\d+\)|\S+:\d+:\d+)(?: \{)?\s*$", re.MULTILINE)
+_NODE_FRAME_SEARCH = re.compile(
+    r"^[ \t]*at (?:async )?(?:[^\n]+ \([^()\n]+:\d+:\d+\)|\S+:\d+:\d+)(?: \{)?[ \t]*$", re.MULTILINE
+)
 _NODE_CAUSE = re.compile(r"(?P<indent>\s*)\[cause\]:\s*(?P<header>.*)\Z")
 _NODE_NOISE = frozenset({"{", "}", "[", "]", "},", "],"})
 _NODE_CODE = re.compile(r"(?P<name>[A-Za-z_$][\w$]*) \[(?P<code>[A-Z0-9_]+)\]\Z")

@@ -42,12 +42,14 @@ class SendResult:
     status: int | None
     retry_after: float | None
     reason: str
+    # The request may have reached Sentry although no answer confirmed it (read timeout, cut response).
+    uncertain: bool = False
 
 
 def classify_response(event_id: str, status: int, headers: Mapping[str, str], body: bytes) -> SendResult:
     """Turn an HTTP response into a ``SendResult``."""
     verdict = classify_status(status, headers, body)
-    return SendResult(event_id, verdict.outcome, status, verdict.retry_after, verdict.reason)
+    return SendResult(event_id, verdict.outcome, status, verdict.retry_after, verdict.reason, verdict.uncertain)
 
 
 def _make_transport_class() -> type[Any]:
@@ -81,7 +83,9 @@ def _make_transport_class() -> type[Any]:
             }
             answer = post_once(self._pool, auth.get_api_url(), body, headers, self._timeout)
             if isinstance(answer, NetworkFailure):
-                return SendResult(event_id, SendOutcome.NETWORK_ERROR, None, None, answer.reason)
+                return SendResult(
+                    event_id, SendOutcome.NETWORK_ERROR, None, None, answer.reason, answer.may_have_arrived
+                )
             return classify_response(event_id, answer.status, answer.headers, answer.body)
 
         def flush(self, timeout: float, callback: Any = None) -> None:  # SDK signature
