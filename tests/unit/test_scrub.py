@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from logpipe.scrub import Scrubber, ScrubRule, ScrubRulesError, load_scrub_rules
 from logpipe.scrub_rules import load_scrub_config
@@ -785,3 +789,63 @@ def test_bundled_rules_file_is_documented_and_well_formed() -> None:
         # Bundled rules avoid whole-rule IGNORECASE: it disables the regex
         # engine's first-character scan and costs several times more.
         assert rule["ignore_case"] is False
+
+
+_NUMBER_RULES = ("phone", "rrn", "card", "ip_address")
+# Digit runs broken by every separator the number rules accept, and by the characters their
+# lookarounds look at, so that generated text lands on both sides of every gate.
+_NUMBERISH = st.text(alphabet="0123456789 .-\u2013\u2014()+:=_aZ", min_size=0, max_size=40)
+_SEPARATORS = st.sampled_from([" ", "-", ".", "\u2013", "\u2014", "", "  ", ":", "/"])
+_LEADS = st.sampled_from(["0", "02", "010", "031", "070", "(02)", "(031) ", "+82 ", "4", "37", "30", "62", "9001", "1"])
+
+
+@st.composite
+def _grouped_numbers(draw: st.DrawFn) -> str:
+    """Digit groups of the lengths numbers are written in, joined by one separator (as people write them)."""
+    separator = draw(_SEPARATORS)
+    lengths = draw(st.lists(st.sampled_from([1, 2, 3, 4, 4, 5, 6, 7]), min_size=1, max_size=4))
+    groups = [draw(st.text(alphabet="0123456789", min_size=n, max_size=n)) for n in lengths]
+    return draw(_LEADS) + separator.join(groups) + draw(st.sampled_from(["", " ", ".", "-1", "x"]))
+
+
+@hypothesis_settings(max_examples=3000, derandomize=True, deadline=None)
+@given(
+    text=st.one_of(_NUMBERISH, _grouped_numbers()),
+    prefix=st.sampled_from(["", "tel ", "id=", '"', "x", "-"]),
+)
+def test_number_gates_never_hide_a_match(text: str, prefix: str) -> None:
+    # The prefilter of the phone, RRN and card rules skips lines without a long enough digit run;
+    # with every gate removed, each of these rules must give the same result on any text.
+    transforms = load_scrub_config().transforms
+    rules = [r for r in load_scrub_rules() if r.name in _NUMBER_RULES]
+    line = prefix + text
+    for rule in rules:
+        gated = Scrubber([rule], transforms=transforms)
+        ungated = Scrubber([dataclasses.replace(rule, triggers=(), prefilter=None)], transforms=transforms)
+        assert gated.scrub(line) == ungated.scrub(line), rule.name
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "02-123-4567",
+        "(02) 1234-5678",
+        "(02)5551234",
+        "010.1234.5678",
+        "01012345678",
+        "0212345678",
+        "+82 10 1234 5678",
+        "900101-1234567",
+        "900101 1234567",
+        "900101\u20131234567",  # en dash
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111111",
+        "3782 822463 10005",
+        "3056 930902 5904",
+        "4222 2222 2222 2",
+    ],
+)
+def test_the_number_prefilter_opens_on_every_accepted_shape(number: str) -> None:
+    search = re.compile(next(r for r in load_scrub_rules() if r.name == "card").prefilter or "").search
+    assert search(f"value {number} end") is not None
